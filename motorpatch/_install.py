@@ -1,0 +1,81 @@
+"""``install()``, ``uninstall()`` and ``is_installed()``: applying the patch registry.
+
+Thread-safe and idempotent. ``install()`` refuses an unsupported PyMongo
+before touching anything, applies every patch or none, and then checks that
+no loaded PyMongo module still holds an unpatched original by name.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Literal
+
+from motorpatch import _detector
+from motorpatch._versions import check_pymongo_version
+from motorpatch.errors import UnsupportedVersionError
+from motorpatch.patches import REGISTRY
+from motorpatch.patches._registry import apply_all, find_stale_references, remove_all
+
+__all__ = ["install", "is_installed", "uninstall"]
+
+_lock = threading.Lock()
+_installed = False
+
+
+def install(*, blocking: Literal["warn", "raise", "ignore"] = "warn") -> None:
+    """Patch PyMongo so that, in green code, every blocking wait parks the greenlet.
+
+    Patches PyMongo's connection set-up (DNS, connect, TLS), socket I/O, pool
+    and server-selection waits, and back-off sleeps; code outside green code
+    keeps PyMongo's plain blocking behaviour. Call it once at start-up;
+    calling it again only updates ``blocking``.
+
+    :param blocking: what happens when a PyMongo operation starts on a
+        thread whose event loop is running but outside green code (it will
+        block the loop): ``"warn"`` emits :class:`BlockingCallWarning`,
+        ``"raise"`` raises :class:`GreenContextError`, ``"ignore"`` does nothing.
+    :raises ValueError: ``blocking`` is not one of those three strings.
+    :raises UnsupportedVersionError: the installed PyMongo is outside the
+        supported range; nothing is patched.
+    """
+    global _installed
+    if blocking not in _detector.MODES:
+        raise ValueError(
+            f"motorpatch.install(blocking={blocking!r}) is not a valid mode; "
+            f"use one of {', '.join(repr(m) for m in _detector.MODES)}."
+        )
+    with _lock:
+        _detector.set_mode(blocking)
+        if _installed:
+            return
+        check_pymongo_version()
+        apply_all(REGISTRY)
+        stale = find_stale_references(REGISTRY)
+        if stale:
+            remove_all(REGISTRY)
+            raise UnsupportedVersionError(
+                "motorpatch found PyMongo modules that hold unpatched blocking functions: "
+                + ", ".join(stale)
+                + ". This PyMongo's internals differ from the versions motorpatch "
+                "supports; install a supported PyMongo."
+            )
+        _installed = True
+
+
+def uninstall() -> None:
+    """Restore every patched PyMongo attribute to its original object. Idempotent.
+
+    Connections already wrapped in a green socket keep working in plain code;
+    new connections are plain PyMongo sockets again.
+    """
+    global _installed
+    with _lock:
+        if not _installed:
+            return
+        remove_all(REGISTRY)
+        _installed = False
+
+
+def is_installed() -> bool:
+    """Return True between :func:`install` and :func:`uninstall`."""
+    return _installed

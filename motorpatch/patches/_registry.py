@@ -1,0 +1,111 @@
+"""The one registry of patches: what is patched, its original, and how it is undone.
+
+Each entry names a module, a dotted attribute in it, and a wrapt wrapper (a
+function wrapper, or an object-proxy factory). Installing applies every
+entry with wrapt and keeps wrapt's handle; uninstalling removes exactly that
+wrapper with ``wrapt.unwrap_object`` (a wrapper another library put on top
+stays in place) and checks that the attribute is the identical original.
+Entries are declared next to the code they patch, one module per PyMongo
+area, and collected in :mod:`motorpatch.patches`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import wrapt
+
+__all__ = ["Patch", "apply_all", "find_stale_references", "remove_all"]
+
+# The PyMongo releases each patched internal was read and tested against.
+CHECKED_ON = "PyMongo 4.12-4.20"
+
+
+@dataclass
+class Patch:
+    """One patched attribute: ``module.attr`` wrapped by ``wrapper`` or ``proxy``."""
+
+    module: str
+    attr: str
+    why: str
+    wrapper: Callable[..., Any] | None = None  # wrapt function wrapper
+    proxy: Callable[[Any], Any] | None = None  # wrapt object-proxy factory
+    checked_on: str = CHECKED_ON
+    original: Any = field(default=None, repr=False)
+    handle: Any = field(default=None, repr=False)
+
+    @property
+    def target(self) -> str:
+        return f"{self.module}.{self.attr}"
+
+    def resolve(self) -> Any:
+        """The attribute as it is now (patched or not)."""
+        obj: Any = importlib.import_module(self.module)
+        for part in self.attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def apply(self) -> None:
+        module = importlib.import_module(self.module)
+        self.original = self.resolve()
+        if self.wrapper is not None:
+            self.handle = wrapt.wrap_function_wrapper(module, self.attr, self.wrapper)
+        else:
+            assert self.proxy is not None
+            self.handle = wrapt.wrap_object(module, self.attr, self.proxy)
+
+    def remove(self) -> None:
+        module = importlib.import_module(self.module)
+        wrapt.unwrap_object(module, self.attr, self.handle)
+        # unwrap_object may delete a class attribute that then resolves to the
+        # identical object through the MRO; either way this must hold:
+        if self.resolve() is not self.original:
+            raise RuntimeError(f"motorpatch could not restore {self.target} to its original")
+        self.handle = None
+        self.original = None
+
+
+def apply_all(patches: list[Patch]) -> None:
+    """Apply every patch, or none: a failure part-way undoes what was applied."""
+    applied: list[Patch] = []
+    try:
+        for patch in patches:
+            patch.apply()
+            applied.append(patch)
+    except BaseException:
+        remove_all(applied)
+        raise
+
+
+def remove_all(patches: list[Patch]) -> None:
+    """Remove patches in reverse order of application."""
+    for patch in reversed(patches):
+        if patch.handle is not None:
+            patch.remove()
+
+
+def find_stale_references(patches: list[Patch]) -> list[str]:
+    """Names in loaded ``pymongo`` modules still bound to an original we patched elsewhere.
+
+    PyMongo imports some functions by name into the modules that use them; a
+    module we did not patch would keep calling the blocking original.
+    """
+    originals = {
+        id(p.original): p for p in patches if p.wrapper is not None and callable(p.original)
+    }
+    stale = []
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("pymongo") or "asynchronous" in name or module is None:
+            continue
+        for attr, value in list(vars(module).items()):
+            patch = originals.get(id(value))
+            if patch is None or value is not patch.original:
+                continue
+            if name == getattr(value, "__module__", None):
+                continue  # the defining module itself
+            stale.append(f"{name}.{attr} (patched at {patch.target})")
+    return stale

@@ -1,0 +1,94 @@
+"""Patches of ``pymongo.synchronous.pool``: connection set-up, checkout, checkin, pool waits.
+
+- ``_configured_socket_interface`` (imported by name from ``pool_shared``):
+  in green code, connect, resolve and handshake with the green socket shim;
+  elsewhere (monitor threads, plain threads, start-up code) the original runs.
+- ``Pool._get_conn``: in green code, a connection whose socket is still a
+  plain blocking socket (made by start-up code or a plain thread) gets it
+  wrapped in a :class:`GreenSocket` before use, so it can never block the
+  loop; outside green code, the blocking-call detector runs first.
+- ``Pool.checkin``: in green code, when other callers are waiting for a
+  slot, yield once to the woken waiter so a looping greenlet cannot barge
+  back in and starve it.
+- ``_cond_wait`` (imported by name from ``pymongo.lock``): waits for a pool
+  slot (maxPoolSize) and for a connection-establishment slot (maxConnecting)
+  park the greenlet instead of blocking the loop's thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from motorpatch._bridge import _green_loop, _yield_now
+from motorpatch._condition import green_cond_wait
+from motorpatch._detector import check_blocking
+from motorpatch.patches._registry import Patch
+from motorpatch.socket_shim import GreenSocket, green_configured_socket_interface
+
+__all__ = ["PATCHES", "cond_wait_wrapper"]
+
+_MODULE = "pymongo.synchronous.pool"
+
+
+def _configured_socket_interface(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    if _green_loop() is None:
+        return wrapped(*args, **kwargs)
+    return green_configured_socket_interface(*args, **kwargs)
+
+
+def _get_conn(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    if _green_loop() is None:
+        check_blocking()
+        return wrapped(*args, **kwargs)
+    conn = wrapped(*args, **kwargs)
+    iface = conn.conn  # NetworkingInterface
+    if type(iface.conn) is not GreenSocket:
+        iface.conn = GreenSocket(iface.conn)
+    return conn
+
+
+def _checkin(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    loop = _green_loop()
+    if loop is None:
+        return wrapped(*args, **kwargs)
+    waiting = bool(instance.size_cond._waiters or instance._max_connecting_cond._waiters)
+    wrapped(*args, **kwargs)
+    if waiting:
+        _yield_now(loop)
+
+
+def cond_wait_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Wrapper for ``_cond_wait(condition, timeout)``, shared with the topology patch."""
+    loop = _green_loop()
+    if loop is None:
+        check_blocking()
+        return wrapped(*args, **kwargs)
+    return green_cond_wait(loop, *args, **kwargs)
+
+
+PATCHES = [
+    Patch(
+        _MODULE,
+        "_configured_socket_interface",
+        wrapper=_configured_socket_interface,
+        why="green DNS, connect and TLS handshake for new connections",
+    ),
+    Patch(
+        _MODULE,
+        "Pool._get_conn",
+        wrapper=_get_conn,
+        why="wrap plain sockets before green use; detect blocking calls on the loop",
+    ),
+    Patch(
+        _MODULE,
+        "Pool.checkin",
+        wrapper=_checkin,
+        why="yield to a woken waiter so greenlets cannot barge and starve it",
+    ),
+    Patch(
+        _MODULE,
+        "_cond_wait",
+        wrapper=cond_wait_wrapper,
+        why="maxPoolSize and maxConnecting waits park instead of blocking",
+    ),
+]

@@ -1,0 +1,60 @@
+"""Patches of PyMongo's back-off sleeps: ``time`` as seen by two modules.
+
+``mongo_client`` (retry and overload back-off) and ``client_session``
+(``with_transaction`` back-off) call ``time.sleep`` (``change_stream`` mentions it
+only in a docstring, checked on 4.20).
+Their module attribute ``time`` is replaced by a proxy of the ``time`` module
+whose ``sleep`` parks the greenlet in green code and sleeps for real
+elsewhere; every other attribute is the real module's. The global
+``time.sleep`` is never touched, so threads and user code are unaffected.
+
+Deliberately not patched: ``auth_oidc`` sleeps while holding a
+``threading.Lock``; parking there would let another greenlet on the same
+thread block on that lock and freeze the loop (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import wrapt
+
+from motorpatch._bridge import _green_loop, _park_until, _yield_now
+from motorpatch.patches._registry import Patch
+
+__all__ = ["PATCHES", "green_sleep"]
+
+
+def green_sleep(seconds: float) -> None:
+    """Park the current greenlet for ``seconds`` (green code only)."""
+    loop = _green_loop()
+    assert loop is not None
+    if seconds <= 0:
+        _yield_now(loop)
+    else:
+        _park_until(loop, loop.create_future(), seconds)
+
+
+class _GreenTime(wrapt.BaseObjectProxy):  # type: ignore[misc]
+    """The ``time`` module, but ``sleep`` parks in green code."""
+
+    def sleep(self, seconds: float) -> None:
+        if _green_loop() is None:
+            self.__wrapped__.sleep(seconds)
+        else:
+            green_sleep(seconds)
+
+
+def _proxy(original: Any) -> Any:
+    return _GreenTime(original)
+
+
+PATCHES = [
+    Patch(
+        f"pymongo.synchronous.{module}",
+        "time",
+        proxy=_proxy,
+        why=f"{module}: back-off sleeps park in green code",
+    )
+    for module in ("mongo_client", "client_session")
+]

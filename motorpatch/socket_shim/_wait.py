@@ -1,0 +1,61 @@
+"""Readiness waits on a raw file descriptor: parked in green code, poll() elsewhere.
+
+This is the one place where the socket shim waits. In green code the wait
+registers a one-shot reader/writer callback on the *current* loop (the layer
+Tornado's ``IOLoop.add_handler`` and ``IOStream`` stand on) and parks the
+greenlet; the registration is removed before the wait returns, so no loop
+keeps a claim on the descriptor between operations and the same socket can
+serve another loop or a plain thread next. Outside green code the wait is a
+plain blocking ``poll()``, which is what CPython's own socket timeouts do.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from asyncio import AbstractEventLoop
+
+from motorpatch._bridge import _green_loop, _park_until, _wake
+
+_POLLIN = select.POLLIN | select.POLLPRI
+_POLLOUT = select.POLLOUT
+
+
+def _wait_green(loop: AbstractEventLoop, fd: int, write: bool, timeout: float | None) -> bool:
+    fut = loop.create_future()
+    if write:
+        loop.add_writer(fd, _wake, fut, True)
+    else:
+        loop.add_reader(fd, _wake, fut, True)
+    try:
+        return bool(_park_until(loop, fut, timeout))
+    finally:
+        if write:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
+
+
+def _wait_blocking(fd: int, write: bool, timeout: float | None) -> bool:
+    poller = select.poll()
+    poller.register(fd, _POLLOUT if write else _POLLIN)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+        if poller.poll(ms):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+
+
+def wait_fd(fd: int, *, write: bool, timeout: float | None) -> bool:
+    """Wait until ``fd`` is readable (or writable); False if ``timeout`` passed first.
+
+    Parks the current greenlet when called from green code, else blocks the
+    thread in ``poll()``. Errors and hang-ups count as ready, so the next
+    socket call reports them as the stdlib would.
+    """
+    loop = _green_loop()
+    if loop is not None:
+        return _wait_green(loop, fd, write, timeout)
+    return _wait_blocking(fd, write, timeout)

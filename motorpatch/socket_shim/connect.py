@@ -1,0 +1,199 @@
+"""Green connection set-up: DNS, TCP connect and the TLS handshake, all parked.
+
+``green_configured_socket_interface`` is the green twin of PyMongo's
+``pool_shared._configured_socket_interface`` (checked on PyMongo 4.12-4.20):
+the same steps and socket options, the same exceptions, the same
+``SSLContext`` PyMongo built (certificate verification, hostname check and
+SNI untouched), but every wait parks the greenlet:
+
+- DNS: ``loop.getaddrinfo`` (the loop's resolver thread pool, as Tornado's
+  default resolver does); numeric hosts are resolved inline, without a thread.
+- connect: a non-blocking ``connect_ex`` and a writability wait, bounded by
+  ``connectTimeoutMS`` or the CSOT deadline, as PyMongo bounds it.
+- TLS: ``SSLContext.wrap_socket(..., do_handshake_on_connect=False)`` and a
+  ``do_handshake()`` loop that parks on want-read/want-write.
+
+It returns a ``NetworkingInterface`` holding a :class:`GreenSocket`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import ssl
+import time
+from typing import Any
+
+from pymongo import _csot, pool_shared
+from pymongo.network_layer import NetworkingInterface
+from pymongo.pool_shared import (
+    SSLErrors,
+    _CertificateError,
+    _raise_connection_failure,
+    _set_keepalive_times,
+)
+from pymongo.ssl_support import _has_sni
+
+from motorpatch._bridge import _green_loop, _park
+from motorpatch.socket_shim._wait import wait_fd
+from motorpatch.socket_shim.green_socket import GreenSocket
+
+try:
+    from pymongo.helpers_shared import _get_timeout_details
+except ImportError:  # pragma: no cover - older 4.x keep it elsewhere
+    from pymongo.pool_shared import _get_timeout_details  # type: ignore[attr-defined,no-redef]
+
+__all__ = ["green_configured_socket_interface", "green_create_connection"]
+
+# TLS session resumption arrived in PyMongo 4.18; older releases have no cache.
+_get_ssl_session = getattr(pool_shared, "_get_ssl_session", None)
+
+
+def _resolve(host: str, port: int, family: int) -> list[Any]:
+    """getaddrinfo that never blocks the loop: inline for IP literals, else on the loop's resolver."""
+    try:
+        return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass
+    loop = _green_loop()
+    if loop is None:  # not green after all (e.g. a forked child): resolve as PyMongo does
+        return socket.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+    return list(_park(loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)))
+
+
+def _connect(sock: socket.socket, address: Any, timeout: float | None) -> None:
+    """Non-blocking connect with the semantics of ``sock.settimeout(timeout); sock.connect()``."""
+    sock.setblocking(False)
+    err = sock.connect_ex(address)
+    if err in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+        if not wait_fd(sock.fileno(), write=True, timeout=timeout):
+            raise TimeoutError("timed out")
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err not in (0, errno.EISCONN):
+        raise OSError(err, os.strerror(err))
+
+
+def _connect_timeout(options: Any) -> float | None:
+    timeout = _csot.remaining()
+    if timeout is None:
+        return options.connect_timeout  # type: ignore[no-any-return]
+    if timeout <= 0:
+        raise TimeoutError("timed out")
+    return timeout  # type: ignore[no-any-return]
+
+
+def green_create_connection(address: tuple[str, int], options: Any) -> socket.socket:
+    """Connect to ``address`` as PyMongo's ``_create_connection`` does, parking on every wait.
+
+    Returns a connected, non-blocking raw socket. Can raise ``OSError``
+    (``TimeoutError`` on connectTimeoutMS/CSOT), as PyMongo's function does.
+    """
+    host, port = address
+    if host.endswith(".sock"):
+        sock = socket.socket(socket.AF_UNIX)
+        try:
+            _connect(sock, host, _connect_timeout(options))
+            return sock
+        except OSError:
+            sock.close()
+            raise
+
+    family = socket.AF_INET
+    if socket.has_ipv6 and host != "localhost":
+        family = socket.AF_UNSPEC
+    err: OSError | None = None
+    for af, socktype, proto, _name, sa in _resolve(host, port, family):
+        sock = socket.socket(af, socktype | getattr(socket, "SOCK_CLOEXEC", 0), proto)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            timeout = _connect_timeout(options)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, True)
+            _set_keepalive_times(sock)
+            _connect(sock, sa, timeout)
+            sock.settimeout(timeout)
+            return sock
+        except OSError as exc:
+            err = exc
+            sock.close()
+    if err is not None:
+        raise err
+    raise OSError("getaddrinfo failed")
+
+
+def _handshake(ssl_sock: ssl.SSLSocket, timeout: float | None) -> None:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            ssl_sock.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            write = False
+        except ssl.SSLWantWriteError:
+            write = True
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if (remaining is not None and remaining <= 0) or not wait_fd(
+            ssl_sock.fileno(), write=write, timeout=remaining
+        ):
+            raise TimeoutError("_ssl.c: The handshake operation timed out")
+
+
+def green_configured_socket_interface(
+    address: tuple[str, int], options: Any, ssl_session_cache: list[Any] | None = None
+) -> NetworkingInterface:
+    """Green twin of PyMongo's ``_configured_socket_interface`` (PyMongo 4.12-4.20).
+
+    Can raise ``socket.error``, ``ConnectionFailure`` or ``_CertificateError``,
+    exactly as the original does for the same failure.
+    """
+    sock = green_create_connection(address, options)
+    ssl_context = options._ssl_context
+    if ssl_context is None:
+        green = GreenSocket(sock)
+        green.settimeout(options.socket_timeout)
+        return NetworkingInterface(green)  # type: ignore[arg-type]
+
+    if not isinstance(ssl_context, ssl.SSLContext):
+        sock.close()
+        raise TypeError(
+            "motorpatch cannot run a pyOpenSSL TLS context (PyMongo's 'ocsp' extra) in "
+            "green code. Uninstall pyOpenSSL from this environment so PyMongo uses the "
+            "standard library's ssl module, or run this client from a plain thread."
+        )
+    host = address[0]
+    session = ssl_session_cache[0] if ssl_session_cache is not None else None
+    timeout = sock.gettimeout()
+    ssl_sock: ssl.SSLSocket | None = None
+    try:
+        ssl_sock = ssl_context.wrap_socket(
+            sock,
+            server_hostname=host if _has_sni(True) else None,
+            session=session,
+            do_handshake_on_connect=False,
+        )
+        ssl_sock.setblocking(False)
+        _handshake(ssl_sock, timeout)
+    except _CertificateError:
+        (ssl_sock or sock).close()  # wrap_socket detached sock: close what owns the fd
+        raise
+    except (OSError, *SSLErrors) as exc:
+        (ssl_sock or sock).close()
+        details = _get_timeout_details(options)
+        _raise_connection_failure(address, exc, "SSL handshake failed: ", timeout_details=details)
+    if (
+        ssl_context.verify_mode
+        and not ssl_context.check_hostname
+        and not options.tls_allow_invalid_hostnames
+    ):
+        try:
+            ssl.match_hostname(ssl_sock.getpeercert(), hostname=host)  # type: ignore[attr-defined]
+        except _CertificateError:
+            ssl_sock.close()
+            raise
+    if ssl_session_cache is not None and _get_ssl_session is not None:
+        new_session = _get_ssl_session(ssl_sock)
+        if new_session is not None:
+            ssl_session_cache[0] = new_session
+    green = GreenSocket(ssl_sock)
+    green.settimeout(options.socket_timeout)
+    return NetworkingInterface(green)  # type: ignore[arg-type]

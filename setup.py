@@ -1,0 +1,40 @@
+"""Packaging for motorpatch. Runtime dependency ranges are the ones the test suite covers."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="motorpatch",
+    version="0.1.0",
+    description="Make synchronous PyMongo code non-blocking inside Tornado and asyncio apps.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(include=["motorpatch", "motorpatch.*"]),
+    package_data={"motorpatch": ["py.typed"]},
+    install_requires=[
+        "pymongo>=4.12,<4.21",
+        "greenlet>=3.0",
+        "tornado>=6.0,<7",
+        "wrapt>=2.5",  # handle-based unwrap_object, used by uninstall()
+    ],
+    extras_require={
+        "uvloop": ["uvloop>=0.19"],
+        "test": [
+            "pytest>=8",
+            "mockupdb>=1.8.1",
+            "nx-27017>=0.8.1",
+            "uvloop>=0.19",
+            "trustme>=1.1",
+        ],
+        "lint": ["ruff>=0.6", "mypy>=1.10"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Framework :: AsyncIO",
+        "Typing :: Typed",
+    ],
+)
