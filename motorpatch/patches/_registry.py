@@ -61,9 +61,11 @@ class Patch:
     def remove(self) -> None:
         module = importlib.import_module(self.module)
         wrapt.unwrap_object(module, self.attr, self.handle)
-        # unwrap_object may delete a class attribute that then resolves to the
-        # identical object through the MRO; either way this must hold:
-        if self.resolve() is not self.original:
+        # Alone, the attribute is the identical original again. Under another
+        # library's wrapper, ours is spliced out and theirs wraps the original.
+        current = self.resolve()
+        chain = list(wrapt.wrapper_chain(current))
+        if any(link is self.handle for link in chain) or chain[-1] is not self.original:
             raise RuntimeError(f"motorpatch could not restore {self.target} to its original")
         self.handle = None
         self.original = None

@@ -51,12 +51,14 @@ class LagTicker:
         self.interval = interval
         self.lags: list[float] = []
         self._task: asyncio.Task[Any] | None = None
+        self._start: float | None = None
 
     async def _tick(self) -> None:
         while True:
-            start = time.perf_counter()
+            self._start = time.perf_counter()
             await asyncio.sleep(self.interval)
-            self.lags.append(time.perf_counter() - start - self.interval)
+            self.lags.append(time.perf_counter() - self._start - self.interval)
+            self._start = None
 
     def __enter__(self) -> LagTicker:
         self._task = asyncio.ensure_future(self._tick())
@@ -65,6 +67,8 @@ class LagTicker:
     def __exit__(self, *exc: object) -> None:
         assert self._task is not None
         self._task.cancel()
+        if self._start is not None:  # the tick in flight counts: the loop may be blocked now
+            self.lags.append(max(0.0, time.perf_counter() - self._start - self.interval))
 
     @property
     def max(self) -> float:

@@ -57,6 +57,10 @@ class FaultProxy:
             self._server.close()
             for w in list(self._writers):
                 w.close()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in others:
+                t.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(_close(), self._loop).result(10)

@@ -1,0 +1,243 @@
+"""Faults over the network in green code: hangs, timeouts, cancellation mid-operation.
+
+Each case runs against nx-27017 behind the loopback fault proxy, and where a
+failure is expected the same scenario is first run in plain PyMongo so that
+green code is held to the same exception class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pymongo
+import pytest
+from pymongo import monitoring
+
+import motorpatch
+from support.loops import LagTicker, run_on
+
+pytestmark = pytest.mark.usefixtures("installed")
+
+
+class ClosedConnections(monitoring.ConnectionPoolListener):
+    """Records CMAP connection-closed reasons (thread-safe enough for list.append)."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def connection_closed(self, event: monitoring.ConnectionClosedEvent) -> None:
+        self.reasons.append(event.reason)
+
+    def __getattr__(self, name: str) -> Any:  # the other CMAP callbacks: ignore
+        return lambda event: None
+
+
+def _plain_error(fn: Any) -> type[BaseException]:
+    """Run ``fn`` in a plain thread (no loop) and return the class of what it raised."""
+    caught: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(60)
+    assert caught, "the plain run did not fail: the scenario is wrong"
+    return type(caught[0])
+
+
+def test_hung_server_times_out_like_plain_pymongo_then_recovers(loop_kind, proxy, make_client, coll):
+    coll.insert_one({"_id": 1})
+    client = make_client(proxy.uri, socketTimeoutMS=300)
+    pc = client[coll.database.name][coll.name]
+    assert pc.find_one({"_id": 1}) == {"_id": 1}
+
+    proxy.hang()
+    expected = _plain_error(lambda: pc.find_one({"_id": 1}))
+    assert issubclass(expected, pymongo.errors.NetworkTimeout)
+
+    @motorpatch.green
+    def get() -> Any:
+        return pc.find_one({"_id": 1})
+
+    async def main() -> tuple[list[Any], LagTicker]:
+        with LagTicker() as ticker:
+            hung = await asyncio.gather(*[get() for _ in range(5)], return_exceptions=True)
+        proxy.resume()
+        recovered = await asyncio.gather(*[get() for _ in range(5)])
+        return [*hung, *recovered], ticker
+
+    results, ticker = run_on(loop_kind, main)
+    assert [type(r) for r in results[:5]] == [expected] * 5
+    assert results[5:] == [{"_id": 1}] * 5
+    assert ticker.max < 0.15, f"loop stalled {ticker.max:.3f}s while the server hung"
+
+
+def test_cancel_mid_operation_closes_the_connection_and_no_reply_goes_astray(
+    loop_kind, proxy, make_client, coll
+):
+    coll.insert_many([{"_id": i, "v": f"value-{i}"} for i in range(100)])
+    closed = ClosedConnections()
+    client = make_client(proxy.uri, maxPoolSize=5, event_listeners=[closed])
+    pc = client[coll.database.name][coll.name]
+
+    @motorpatch.green
+    def get(i: int) -> Any:
+        return pc.find_one({"_id": i})
+
+    cleanups: list[int] = []
+
+    @motorpatch.green
+    def get_tracked(i: int) -> Any:
+        try:
+            return pc.find_one({"_id": i})
+        finally:
+            cleanups.append(i)
+
+    async def main() -> list[Any]:
+        await asyncio.gather(*[get(i) for i in range(5)])  # five pooled connections
+        proxy.delay = 5.0  # replies now arrive long after we cancel
+        seen = proxy.requests
+        tasks = [asyncio.ensure_future(get_tracked(i)) for i in range(5)]
+        # Synchronise on the requests having reached the server, not on time.
+        await asyncio.get_running_loop().run_in_executor(None, proxy.wait_requests, seen + 5)
+        for task in tasks:
+            task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(o, asyncio.CancelledError) for o in outcomes), outcomes
+        proxy.delay = 0.0
+        return await asyncio.gather(*[get(i) for i in range(100)])
+
+    results = run_on(loop_kind, main)
+    assert sorted(cleanups) == [0, 1, 2, 3, 4]  # finally blocks ran
+    assert results == [{"_id": i, "v": f"value-{i}"} for i in range(100)]
+    assert closed.reasons.count("error") >= 5, closed.reasons  # never returned to the pool
+
+
+def test_csot_deadline_from_the_caller_applies_in_green_code(loop_kind, proxy, make_client, coll):
+    coll.insert_one({"_id": 1})
+    client = make_client(proxy.uri)
+    pc = client[coll.database.name][coll.name]
+    pc.find_one({})
+    proxy.delay = 2.0
+
+    def plain() -> None:
+        with pymongo.timeout(0.2):
+            pc.find_one({})
+
+    expected = _plain_error(plain)
+    assert issubclass(expected, pymongo.errors.PyMongoError)
+
+    @motorpatch.green
+    def get() -> Any:
+        return pc.find_one({})
+
+    @motorpatch.green
+    def get_with_own_timeout() -> Any:
+        with pymongo.timeout(0.2):
+            return pc.find_one({})
+
+    async def main() -> tuple[list[Any], LagTicker]:
+        with LagTicker() as ticker:
+            with pymongo.timeout(0.2):  # set in the coroutine, seen through the copied context
+                first = await asyncio.gather(get(), return_exceptions=True)
+            second = await asyncio.gather(get_with_own_timeout(), return_exceptions=True)
+        return [*first, *second], ticker
+
+    results, ticker = run_on(loop_kind, main)
+    assert [type(r) for r in results] == [expected, expected]
+    assert ticker.max < 0.1, f"the loop stalled {ticker.max:.3f}s during a CSOT wait"
+
+
+def test_client_option_timeouts_match_plain(proxy, make_client, coll):
+    coll.insert_one({"_id": 1})
+    for options in ({"timeoutMS": 200}, {"socketTimeoutMS": 200}):
+        client = make_client(proxy.uri, **options)
+        pc = client[coll.database.name][coll.name]
+        pc.find_one({})
+        proxy.delay = 2.0
+        expected = _plain_error(lambda pc=pc: pc.find_one({}))
+
+        @motorpatch.green
+        def get(pc: Any = pc) -> Any:
+            return pc.find_one({})
+
+        async def main(get: Any = get) -> tuple[list[Any], LagTicker]:
+            with LagTicker() as ticker:
+                return await asyncio.gather(get(), return_exceptions=True), ticker
+
+        (result,), ticker = run_on("asyncio", main)
+        assert type(result) is expected, (options, result)
+        assert ticker.max < 0.1, f"{options}: the loop stalled {ticker.max:.3f}s"
+        proxy.delay = 0.0
+
+
+def test_plain_threads_and_green_code_share_one_client(proxy, make_client, coll):
+    coll.insert_many([{"_id": i} for i in range(50)])
+    client = make_client(proxy.uri)
+    pc = client[coll.database.name][coll.name]
+    proxy.delay = 0.02
+    errors: list[BaseException] = []
+
+    def thread_work(seed: int) -> None:
+        try:
+            for n in range(40):
+                i = (seed * 7 + n) % 50
+                assert pc.find_one({"_id": i}) == {"_id": i}
+        except BaseException as exc:
+            errors.append(exc)
+
+    @motorpatch.green
+    def green_work(seed: int) -> int:
+        for n in range(10):
+            i = (seed * 3 + n) % 50
+            assert pc.find_one({"_id": i}) == {"_id": i}
+        return seed
+
+    async def main() -> tuple[list[int], LagTicker]:
+        threads = [threading.Thread(target=thread_work, args=(s,)) for s in range(4)]
+        for t in threads:
+            t.start()
+        with LagTicker() as ticker:
+            done = await asyncio.gather(*[green_work(s) for s in range(20)])
+        for t in threads:
+            await asyncio.get_running_loop().run_in_executor(None, t.join)
+        return done, ticker
+
+    done, ticker = run_on("asyncio", main)
+    assert done == list(range(20))
+    assert errors == []
+    # Unpatched, one greenlet's ten 20 ms calls would block the loop for 200 ms.
+    assert ticker.max < 0.1, f"the loop stalled {ticker.max:.3f}s"
+
+
+def test_a_client_created_before_install_works_in_green_code(server_uri, proxy, coll):
+    motorpatch.uninstall()
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(proxy.uri)
+    try:
+        pc = client[coll.database.name][coll.name]
+        coll.insert_many([{"_id": i} for i in range(10)])
+        assert pc.count_documents({}) == 10  # plain sockets in the pool, made before install
+        motorpatch.install()
+        proxy.delay = 0.1
+
+        @motorpatch.green
+        def get(i: int) -> Any:
+            return pc.find_one({"_id": i})
+
+        async def main() -> tuple[float, list[Any]]:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            results = await asyncio.gather(*[get(i) for i in range(10)])
+            return loop.time() - start, results
+
+        elapsed, results = run_on("asyncio", main)
+        assert results == [{"_id": i} for i in range(10)]
+        assert elapsed < 10 * 0.1 / 2, f"calls on a pre-install client did not overlap ({elapsed:.2f}s)"
+    finally:
+        client.close()

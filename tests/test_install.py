@@ -1,0 +1,186 @@
+"""install()/uninstall(): idempotence, thread safety, exact restoration, version refusal."""
+
+from __future__ import annotations
+
+import threading
+import time
+import types
+
+import pymongo
+import pymongo.lock
+import pymongo.pool_shared
+import pymongo.synchronous.client_session
+import pymongo.synchronous.mongo_client
+import pymongo.synchronous.pool
+import pymongo.synchronous.topology
+import pytest
+import wrapt
+
+import motorpatch
+from motorpatch import UnsupportedVersionError
+from motorpatch._versions import SUPPORTED, check_pymongo_version
+from motorpatch.patches import REGISTRY
+from motorpatch.patches._registry import Patch, apply_all, find_stale_references
+
+# Written out by hand, independently of the registry, so a patch that the
+# registry forgets to restore (or restores to a copy) is caught.
+PATCHED = [
+    (pymongo.synchronous.pool, "_configured_socket_interface"),
+    (pymongo.synchronous.pool, "_cond_wait"),
+    (pymongo.synchronous.pool.Pool, "_get_conn"),
+    (pymongo.synchronous.pool.Pool, "checkin"),
+    (pymongo.synchronous.topology, "_cond_wait"),
+    (pymongo.synchronous.mongo_client, "time"),
+    (pymongo.synchronous.client_session, "time"),
+]
+
+
+def _snapshot() -> list[object]:
+    return [vars(owner)[name] for owner, name in PATCHED]
+
+
+def test_every_registered_patch_is_in_the_hand_written_list() -> None:
+    registered = {(p.module, p.attr) for p in REGISTRY}
+    listed = {
+        (getattr(owner, "__module__", None) if isinstance(owner, type) else owner.__name__,
+         f"{owner.__name__}.{name}" if isinstance(owner, type) else name)
+        for owner, name in PATCHED
+    }
+    assert registered == listed
+
+
+def test_install_patches_and_uninstall_restores_identical_objects() -> None:
+    before = _snapshot()
+    motorpatch.install()
+    assert motorpatch.is_installed()
+    during = _snapshot()
+    for original, patched in zip(before, during, strict=True):
+        assert patched is not original
+    motorpatch.uninstall()
+    assert not motorpatch.is_installed()
+    after = _snapshot()
+    for original, restored in zip(before, after, strict=True):
+        assert restored is original
+    assert pymongo.synchronous.mongo_client.time is time
+    assert pymongo.synchronous.pool._cond_wait is pymongo.lock._cond_wait
+
+
+def test_install_and_uninstall_are_idempotent() -> None:
+    before = _snapshot()
+    motorpatch.install()
+    once = _snapshot()
+    motorpatch.install()
+    assert _snapshot() == once and all(a is b for a, b in zip(once, _snapshot(), strict=True))
+    motorpatch.uninstall()
+    motorpatch.uninstall()
+    assert all(a is b for a, b in zip(before, _snapshot(), strict=True))
+
+
+def test_install_is_thread_safe() -> None:
+    before = _snapshot()
+    barrier = threading.Barrier(8)
+
+    def race() -> None:
+        barrier.wait()
+        motorpatch.install()
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Patched exactly once: one wrapt layer over each original.
+    for original, patched in zip(before, _snapshot(), strict=True):
+        assert patched.__wrapped__ is original
+    motorpatch.uninstall()
+    assert all(a is b for a, b in zip(before, _snapshot(), strict=True))
+
+
+def test_uninstall_leaves_a_wrapper_another_library_put_on_top() -> None:
+    motorpatch.install()
+    ours = pymongo.synchronous.pool.Pool.checkin
+    calls: list[str] = []
+
+    def tracer(wrapped, instance, args, kwargs):  # type: ignore[no-untyped-def]
+        calls.append("traced")
+        return wrapped(*args, **kwargs)
+
+    theirs = wrapt.wrap_function_wrapper(pymongo.synchronous.pool, "Pool.checkin", tracer)
+    try:
+        motorpatch.uninstall()
+        now = vars(pymongo.synchronous.pool.Pool)["checkin"]
+        assert now is theirs  # their wrapper stays...
+        assert now.__wrapped__ is not ours  # ...and ours was spliced out beneath it
+        assert not isinstance(now.__wrapped__, wrapt.FunctionWrapper)
+    finally:
+        wrapt.unwrap_object(pymongo.synchronous.pool, "Pool.checkin", theirs)
+
+
+def test_install_rejects_an_unknown_blocking_mode() -> None:
+    with pytest.raises(ValueError, match=r"blocking='loud'.*'warn', 'raise', 'ignore'"):
+        motorpatch.install(blocking="loud")  # type: ignore[arg-type]
+    assert not motorpatch.is_installed()
+
+
+@pytest.mark.parametrize("version", ["4.11.3", "4.21.0", "5.0.0", "3.13.0", "garbage"])
+def test_unsupported_pymongo_versions_are_refused_by_name(version: str) -> None:
+    with pytest.raises(UnsupportedVersionError) as info:
+        check_pymongo_version(version)
+    message = str(info.value)
+    assert version in message
+    assert f"{SUPPORTED[0][0]}.{SUPPORTED[0][1]} to {SUPPORTED[1][0]}.{SUPPORTED[1][1]}" in message
+
+
+def test_install_refuses_before_patching_anything(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _snapshot()
+    monkeypatch.setattr(pymongo, "version", "4.99.0")
+    with pytest.raises(UnsupportedVersionError, match="4.99.0"):
+        motorpatch.install()
+    assert not motorpatch.is_installed()
+    assert all(a is b for a, b in zip(before, _snapshot(), strict=True))
+
+
+def test_installed_pymongo_is_supported() -> None:
+    check_pymongo_version()
+
+
+def test_a_module_still_holding_an_original_is_reported() -> None:
+    # A stand-in "pymongo" module that imported _cond_wait by name but is not patched.
+    stray = types.ModuleType("pymongo._motorpatch_test_stray")
+    stray._cond_wait = pymongo.lock._cond_wait  # type: ignore[attr-defined]
+    import sys
+
+    sys.modules[stray.__name__] = stray
+    try:
+        patch = Patch(
+            "pymongo.synchronous.pool", "_cond_wait", why="test", wrapper=lambda w, i, a, k: w(*a, **k)
+        )
+        apply_all([patch])
+        try:
+            stale = find_stale_references([patch])
+        finally:
+            patch.remove()
+        # Patching only the pool leaves topology's by-name import stale too.
+        where = "(patched at pymongo.synchronous.pool._cond_wait)"
+        assert sorted(stale) == [
+            f"pymongo._motorpatch_test_stray._cond_wait {where}",
+            f"pymongo.synchronous.topology._cond_wait {where}",
+        ]
+    finally:
+        del sys.modules[stray.__name__]
+
+
+def test_install_finds_no_stale_references_in_this_pymongo() -> None:
+    motorpatch.install()
+    assert find_stale_references(REGISTRY) == []
+
+
+def test_a_failed_patch_rolls_back_the_ones_before_it() -> None:
+    before = _snapshot()
+    bad = Patch(
+        "pymongo.synchronous.pool", "NoSuchThing.attr", why="test", wrapper=lambda w, i, a, k: None
+    )
+    with pytest.raises(AttributeError):
+        apply_all([*REGISTRY, bad])
+    assert all(a is b for a, b in zip(before, _snapshot(), strict=True))
+    assert all(p.handle is None for p in REGISTRY)
