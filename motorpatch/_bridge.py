@@ -104,7 +104,7 @@ async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str,
     while not task.dead:
         try:
             result = await value
-        except BaseException as exc:  # noqa: BLE001 - cancellation is thrown in too
+        except BaseException as exc:
             value = task.throw(exc)
         else:
             value = task.switch(result)

@@ -14,6 +14,7 @@ does, leaves the list, and hands on a wake-up it received but will not use.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from asyncio import AbstractEventLoop, Future
 from typing import Any
@@ -38,10 +39,9 @@ class _GreenWaiter:
         if self.notified:
             raise RuntimeError("release unlocked lock")  # what a lock would say
         self.notified = True
-        try:
+        # A closed loop raises RuntimeError: nothing is parked there any more.
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(_wake, self._fut, True)
-        except RuntimeError:  # the loop was closed: nothing is parked there any more
-            pass
 
 
 def green_cond_wait(
@@ -62,10 +62,8 @@ def green_cond_wait(
     finally:
         condition._acquire_restore(saved)  # type: ignore[attr-defined]
         if not waiter.notified:
-            try:
+            with contextlib.suppress(ValueError):  # timed out: leave the waiter list
                 condition._waiters.remove(waiter)  # type: ignore[attr-defined]
-            except ValueError:
-                pass
         elif not finished:
             condition.notify()  # cancelled after being chosen: pass the wake-up on
     return waiter.notified

@@ -13,10 +13,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import motorpatch  # noqa: E402
-from support.loops import LOOP_KINDS  # noqa: E402
-from support.proxy import FaultProxy  # noqa: E402
-from support.servers import NxServer  # noqa: E402
+from support.loops import LOOP_KINDS
+from support.proxy import FaultProxy
+from support.servers import NxServer
+
+import motorpatch
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +64,9 @@ def make_client(server_uri: str) -> Iterator[object]:
 
     def make(uri: str | None = None, **kwargs: object) -> pymongo.MongoClient[dict[str, object]]:
         kwargs.setdefault("serverSelectionTimeoutMS", 10000)
-        client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(uri or server_uri, **kwargs)
+        client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+            uri or server_uri, **kwargs
+        )
         clients.append(client)
         return client
 

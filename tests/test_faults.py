@@ -14,9 +14,9 @@ from typing import Any
 import pymongo
 import pytest
 from pymongo import monitoring
+from support.loops import LagTicker, run_on
 
 import motorpatch
-from support.loops import LagTicker, run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 
@@ -51,7 +51,9 @@ def _plain_error(fn: Any) -> type[BaseException]:
     return type(caught[0])
 
 
-def test_hung_server_times_out_like_plain_pymongo_then_recovers(loop_kind, proxy, make_client, coll):
+def test_hung_server_times_out_like_plain_pymongo_then_recovers(
+    loop_kind, proxy, make_client, coll
+):
     coll.insert_one({"_id": 1})
     client = make_client(proxy.uri, socketTimeoutMS=300)
     pc = client[coll.database.name][coll.name]
@@ -238,6 +240,8 @@ def test_a_client_created_before_install_works_in_green_code(server_uri, proxy, 
 
         elapsed, results = run_on("asyncio", main)
         assert results == [{"_id": i} for i in range(10)]
-        assert elapsed < 10 * 0.1 / 2, f"calls on a pre-install client did not overlap ({elapsed:.2f}s)"
+        assert elapsed < 10 * 0.1 / 2, (
+            f"calls on a pre-install client did not overlap ({elapsed:.2f}s)"
+        )
     finally:
         client.close()

@@ -7,18 +7,13 @@ the loopback fault proxy; nothing is mocked.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-import uuid
 from typing import Any
 
-import pymongo
 import pytest
-from pymongo import monitoring
-from pymongo.errors import NetworkTimeout
+from support.loops import LagTicker, run_on
 
 import motorpatch
-from support.loops import LagTicker, run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 
@@ -48,8 +43,10 @@ def test_overlap_n_delayed_operations_take_about_one_delay(loop_kind, proxy, mak
     elapsed, results = run_on(loop_kind, main)
     assert results == [f"doc-{i % 10}" for i in range(n)]
     serial = n * delay
-    print(f"overlap[{loop_kind}]: {n} x {delay * 1000:.0f} ms in {elapsed * 1000:.0f} ms "
-          f"(serial would be {serial * 1000:.0f} ms, ratio {serial / elapsed:.1f}x)")
+    print(
+        f"overlap[{loop_kind}]: {n} x {delay * 1000:.0f} ms in {elapsed * 1000:.0f} ms "
+        f"(serial would be {serial * 1000:.0f} ms, ratio {serial / elapsed:.1f}x)"
+    )
     assert elapsed < serial / 5, f"{n} delayed calls took {elapsed:.2f}s: they did not overlap"
 
 
@@ -72,8 +69,10 @@ def test_loop_keeps_ticking_while_greenlets_wait_on_the_server(loop_kind, proxy,
         return ticker
 
     ticker = run_on(loop_kind, main)
-    print(f"loop lag[{loop_kind}] while 20 greenlets wait {delay * 1000:.0f} ms: "
-          f"p50 {ticker.percentile(50) * 1000:.2f} ms, p99 {ticker.percentile(99) * 1000:.2f} ms, "
-          f"max {ticker.max * 1000:.2f} ms over {len(ticker.lags)} ticks")
+    print(
+        f"loop lag[{loop_kind}] while 20 greenlets wait {delay * 1000:.0f} ms: "
+        f"p50 {ticker.percentile(50) * 1000:.2f} ms, p99 {ticker.percentile(99) * 1000:.2f} ms, "
+        f"max {ticker.max * 1000:.2f} ms over {len(ticker.lags)} ticks"
+    )
     assert len(ticker.lags) > 50
     assert ticker.max < delay / 2, "the loop stalled for as long as a server reply"

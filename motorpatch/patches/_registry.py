@@ -56,7 +56,7 @@ class Patch:
             self.handle = wrapt.wrap_function_wrapper(module, self.attr, self.wrapper)
         else:
             assert self.proxy is not None
-            self.handle = wrapt.wrap_object(module, self.attr, self.proxy)
+            self.handle = wrapt.wrap_object(module, self.attr, self.proxy)  # type: ignore[arg-type]
 
     def remove(self) -> None:
         module = importlib.import_module(self.module)

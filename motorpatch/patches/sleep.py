@@ -35,7 +35,7 @@ def green_sleep(seconds: float) -> None:
         _park_until(loop, loop.create_future(), seconds)
 
 
-class _GreenTime(wrapt.BaseObjectProxy):  # type: ignore[misc]
+class _GreenTime(wrapt.BaseObjectProxy):  # type: ignore[misc,type-arg]
     """The ``time`` module, but ``sleep`` parks in green code."""
 
     def sleep(self, seconds: float) -> None:

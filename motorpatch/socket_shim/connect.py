@@ -27,12 +27,7 @@ from typing import Any
 
 from pymongo import _csot, pool_shared
 from pymongo.network_layer import NetworkingInterface
-from pymongo.pool_shared import (
-    SSLErrors,
-    _CertificateError,
-    _raise_connection_failure,
-    _set_keepalive_times,
-)
+from pymongo.pool_shared import SSLErrors, _raise_connection_failure, _set_keepalive_times
 from pymongo.ssl_support import _has_sni
 
 from motorpatch._bridge import _green_loop, _park
@@ -46,12 +41,15 @@ except ImportError:  # pragma: no cover - older 4.x keep it elsewhere
 
 __all__ = ["green_configured_socket_interface", "green_create_connection"]
 
+# PyMongo raises certificate failures as this class and re-raises them unwrapped.
+_CertificateError = ssl.SSLCertVerificationError
+
 # TLS session resumption arrived in PyMongo 4.18; older releases have no cache.
 _get_ssl_session = getattr(pool_shared, "_get_ssl_session", None)
 
 
 def _resolve(host: str, port: int, family: int) -> list[Any]:
-    """getaddrinfo that never blocks the loop: inline for IP literals, else on the loop's resolver."""
+    """getaddrinfo that never blocks: inline for IP literals, else in the loop's resolver."""
     try:
         return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
     except socket.gaierror:
@@ -186,7 +184,7 @@ def green_configured_socket_interface(
         and not options.tls_allow_invalid_hostnames
     ):
         try:
-            ssl.match_hostname(ssl_sock.getpeercert(), hostname=host)  # type: ignore[attr-defined]
+            ssl.match_hostname(ssl_sock.getpeercert(), hostname=host)  # type: ignore[attr-defined,arg-type]
         except _CertificateError:
             ssl_sock.close()
             raise

@@ -12,7 +12,7 @@ import tornado.ioloop
 
 T = TypeVar("T")
 
-__all__ = ["LOOP_KINDS", "LagTicker", "TEST_TIMEOUT", "run_on"]
+__all__ = ["LOOP_KINDS", "TEST_TIMEOUT", "LagTicker", "run_on"]
 
 LOOP_KINDS = ("asyncio", "tornado", "uvloop")
 # Like Tornado's ASYNC_TEST_TIMEOUT: a hang fails with a message instead of stalling CI.

@@ -106,12 +106,16 @@ class FaultProxy:
                 self.requests += 1
                 self._cond.notify_all()
 
-    async def _read_replies(self, reader: asyncio.StreamReader, queue: asyncio.Queue[tuple[float, bytes]]) -> None:
+    async def _read_replies(
+        self, reader: asyncio.StreamReader, queue: asyncio.Queue[tuple[float, bytes]]
+    ) -> None:
         while data := await reader.read(65536):
             queue.put_nowait((time.monotonic() + self.delay, data))
         queue.put_nowait((0.0, b""))
 
-    async def _deliver(self, queue: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter) -> None:
+    async def _deliver(
+        self, queue: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter
+    ) -> None:
         while True:
             due, data = await queue.get()
             if not data:

@@ -21,7 +21,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_listening(port: int, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_listening(
+    port: int, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Return once 127.0.0.1:port accepts connections; raise if it does not in time."""
     deadline = time.monotonic() + timeout
     while True:
@@ -32,7 +34,9 @@ def wait_listening(port: int, timeout: float = 30.0, proc: subprocess.Popen[byte
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s") from None
+                raise TimeoutError(
+                    f"nothing listens on 127.0.0.1:{port} after {timeout}s"
+                ) from None
             time.sleep(0.05)  # polling a port we do not control; no event to wait on
 
 
@@ -59,8 +63,17 @@ class NxServer:
         log = Path(self._dir, "nx.log")
         self.proc = subprocess.Popen(
             [
-                _nx_executable(), "--db", "memory", "--host", "127.0.0.1", "-p", str(self.port),
-                "--log-file", str(log), "--pid-file", str(Path(self._dir, "nx.pid")),
+                _nx_executable(),
+                "--db",
+                "memory",
+                "--host",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "--log-file",
+                str(log),
+                "--pid-file",
+                str(Path(self._dir, "nx.pid")),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
