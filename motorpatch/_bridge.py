@@ -17,13 +17,16 @@ child, where no loop runs, fall back to plain blocking behaviour).
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import inspect
+import threading
 import warnings
 from asyncio import AbstractEventLoop, Future
 from asyncio import _get_running_loop as _running_loop
 from collections.abc import Awaitable, Callable, Coroutine
+from time import perf_counter
 from typing import Any, ParamSpec, TypeVar, cast
 
 from greenlet import getcurrent
@@ -94,20 +97,55 @@ def _yield_now(loop: AbstractEventLoop) -> None:
     _park(fut)
 
 
+# Fairness: when replies are already buffered, a resumed greenlet runs a whole
+# PyMongo operation without parking, and one loop iteration can resume dozens
+# of them back to back. Green code may spend about this much CPU time per loop
+# iteration; greenlets resumed after that wait for the next iteration, so
+# timers and other requests are served in between (docs/architecture.md).
+_SLICE_BUDGET = 0.002
+
+
+class _Slice(threading.local):
+    spent = 0.0
+    armed = False
+
+
+_slice = _Slice()
+
+
+def _new_iteration() -> None:
+    _slice.spent = 0.0
+    _slice.armed = False
+
+
+def _run_slice(loop: AbstractEventLoop, resume: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    """Resume the greenlet via ``resume`` and charge its CPU time to this loop iteration."""
+    start = perf_counter()
+    try:
+        return resume(*args, **kw)
+    finally:
+        _slice.spent += perf_counter() - start
+        if not _slice.armed:
+            _slice.armed = True
+            loop.call_soon(_new_iteration)  # runs first in the next iteration
+
+
 async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _R:
     """Run ``fn`` in a new green greenlet, awaiting on its behalf until it returns."""
     loop = cast(AbstractEventLoop, _running_loop())
     task = _GreenTask(fn, getcurrent(), loop)
     # A copy of the caller's context, as asyncio gives each task.
     task.gr_context = contextvars.copy_context()
-    value = task.switch(*args, **kwargs)
+    value = _run_slice(loop, task.switch, *args, **kwargs)
     while not task.dead:
         try:
             result = await value
-        except BaseException as exc:
-            value = task.throw(exc)
+            while _slice.spent >= _SLICE_BUDGET:
+                await asyncio.sleep(0)  # this iteration's green budget is spent
+        except BaseException as exc:  # cancellation too: it is thrown into the greenlet
+            value = _run_slice(loop, task.throw, exc)
         else:
-            value = task.switch(result)
+            value = _run_slice(loop, task.switch, result)
     return cast(_R, value)
 
 
