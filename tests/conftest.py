@@ -13,11 +13,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import motorpatch
 from support.loops import LOOP_KINDS
 from support.proxy import FaultProxy
 from support.servers import NxServer
-
-import motorpatch
 
 
 @pytest.fixture(scope="session")

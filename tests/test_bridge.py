@@ -13,10 +13,10 @@ import traceback
 from typing import Any
 
 import pytest
-from support.loops import run_on
 
 import motorpatch
 from motorpatch import GreenContextError
+from support.loops import run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 

@@ -9,10 +9,10 @@ import warnings
 from typing import Any
 
 import pytest
-from support.loops import run_on
 
 import motorpatch
 from motorpatch import BlockingCallWarning, GreenContextError
+from support.loops import run_on
 
 
 def _call_on_loop(coll: Any) -> tuple[list[warnings.WarningMessage], int]:

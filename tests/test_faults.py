@@ -14,9 +14,9 @@ from typing import Any
 import pymongo
 import pytest
 from pymongo import monitoring
-from support.loops import LagTicker, run_on
 
 import motorpatch
+from support.loops import LagTicker, run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 

@@ -8,6 +8,7 @@ import types
 
 import pymongo
 import pymongo.lock
+import pymongo.periodic_executor
 import pymongo.pool_shared
 import pymongo.synchronous.client_session
 import pymongo.synchronous.mongo_client
@@ -32,6 +33,7 @@ PATCHED = [
     (pymongo.synchronous.topology, "_cond_wait"),
     (pymongo.synchronous.mongo_client, "time"),
     (pymongo.synchronous.client_session, "time"),
+    (pymongo.periodic_executor.PeriodicExecutor, "join"),
 ]
 
 

@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 import pytest
-from support.loops import LagTicker, run_on
 
 import motorpatch
+from support.loops import LagTicker, run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 

@@ -1,0 +1,34 @@
+"""Patches of ``pymongo.periodic_executor``: thread joins reachable from green code.
+
+``MongoClient.close()`` -> ``Topology.close()`` joins the SDAM events-executor
+thread (``PeriodicExecutor.join(1)``) whenever an SDAM or topology listener is
+registered: 0.1 s to 1 s on the loop's thread. In green code the join runs in
+the loop's default thread pool and the greenlet parks until it is done;
+elsewhere the original joins as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from motorpatch._bridge import _green_loop, _park
+from motorpatch.patches._registry import Patch
+
+__all__ = ["PATCHES"]
+
+
+def _join(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    loop = _green_loop()
+    if loop is None:
+        return wrapped(*args, **kwargs)
+    return _park(loop.run_in_executor(None, lambda: wrapped(*args, **kwargs)))
+
+
+PATCHES = [
+    Patch(
+        "pymongo.periodic_executor",
+        "PeriodicExecutor.join",
+        wrapper=_join,
+        why="client.close() joins the events thread: park instead of blocking the loop",
+    ),
+]
