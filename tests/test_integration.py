@@ -7,9 +7,11 @@ the loopback fault proxy; nothing is mocked.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
+import pymongo
 import pytest
 
 import motorpatch
@@ -76,3 +78,29 @@ def test_loop_keeps_ticking_while_greenlets_wait_on_the_server(loop_kind, proxy,
     )
     assert len(ticker.lags) > 50
     assert ticker.max < delay / 2, "the loop stalled for as long as a server reply"
+
+
+def test_a_child_forked_inside_green_code_falls_back_to_plain_blocking(server_uri, coll):
+    """After fork() no loop runs in the child: green code there must behave as plain code."""
+    coll.insert_one({"_id": "forked"})
+    db, name = coll.database.name, coll.name
+
+    @motorpatch.green
+    def fork_and_query() -> int:
+        pid = os.fork()
+        if pid == 0:  # child: no running loop, a fresh client, plain blocking I/O
+            code = 1
+            try:
+                child = pymongo.MongoClient(server_uri, serverSelectionTimeoutMS=5000)
+                found = child[db][name].find_one({"_id": "forked"})
+                code = 0 if found == {"_id": "forked"} else 2
+            finally:
+                os._exit(code)
+        loop = asyncio.get_running_loop()
+        _, status = motorpatch.await_(loop.run_in_executor(None, os.waitpid, pid, 0))
+        return os.waitstatus_to_exitcode(status)
+
+    async def main() -> int:
+        return await fork_and_query()
+
+    assert run_on("asyncio", main) == 0
