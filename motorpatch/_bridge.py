@@ -99,9 +99,10 @@ def _yield_now(loop: AbstractEventLoop) -> None:
 
 # Fairness: when replies are already buffered, a resumed greenlet runs a whole
 # PyMongo operation without parking, and one loop iteration can resume dozens
-# of them back to back. Green code may spend about this much CPU time per loop
-# iteration; greenlets resumed after that wait for the next iteration, so
-# timers and other requests are served in between (docs/architecture.md).
+# of them back to back. Green code may run about this long (wall time spent
+# inside greenlets) before the loop gets a whole iteration to itself; greenlets
+# resumed after that wait for it, so timers and other requests are served in
+# between (docs/architecture.md).
 _SLICE_BUDGET = 0.002
 
 
@@ -118,16 +119,28 @@ def _new_iteration() -> None:
     _slice.armed = False
 
 
-def _run_slice(loop: AbstractEventLoop, resume: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-    """Resume the greenlet via ``resume`` and charge its CPU time to this loop iteration."""
+def _run_slice(resume: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    """Resume the greenlet via ``resume`` and charge its CPU time to the current slice."""
     start = perf_counter()
     try:
         return resume(*args, **kw)
     finally:
         _slice.spent += perf_counter() - start
-        if not _slice.armed:
-            _slice.armed = True
-            loop.call_soon(_new_iteration)  # runs first in the next iteration
+
+
+async def _wait_for_next_slice(loop: AbstractEventLoop) -> None:
+    """Once green code has run ``_SLICE_BUDGET`` seconds, let the loop run a whole iteration.
+
+    The budget is reset by a callback scheduled ahead of every greenlet deferred
+    here, so the deferred ones resume (FIFO) in the next iteration, after the
+    timers and I/O callbacks that were due. Only an exhausted budget costs an
+    extra iteration: none is added per operation.
+    """
+    if not _slice.armed:
+        _slice.armed = True
+        loop.call_soon(_new_iteration)
+    while _slice.spent >= _SLICE_BUDGET:
+        await asyncio.sleep(0)
 
 
 async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _R:
@@ -136,16 +149,16 @@ async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str,
     task = _GreenTask(fn, getcurrent(), loop)
     # A copy of the caller's context, as asyncio gives each task.
     task.gr_context = contextvars.copy_context()
-    value = _run_slice(loop, task.switch, *args, **kwargs)
+    value = _run_slice(task.switch, *args, **kwargs)
     while not task.dead:
         try:
             result = await value
-            while _slice.spent >= _SLICE_BUDGET:
-                await asyncio.sleep(0)  # this iteration's green budget is spent
+            if _slice.spent >= _SLICE_BUDGET:
+                await _wait_for_next_slice(loop)
         except BaseException as exc:  # cancellation too: it is thrown into the greenlet
-            value = _run_slice(loop, task.throw, exc)
+            value = _run_slice(task.throw, exc)
         else:
-            value = _run_slice(loop, task.switch, result)
+            value = _run_slice(task.switch, result)
     return cast(_R, value)
 
 
