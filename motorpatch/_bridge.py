@@ -108,7 +108,7 @@ _SLICE_BUDGET = 0.002
 
 class _Slice(threading.local):
     spent = 0.0
-    armed = False
+    armed: AbstractEventLoop | None = None  # the loop on which a reset is scheduled
 
 
 _slice = _Slice()
@@ -116,7 +116,7 @@ _slice = _Slice()
 
 def _new_iteration() -> None:
     _slice.spent = 0.0
-    _slice.armed = False
+    _slice.armed = None
 
 
 def _run_slice(resume: Callable[..., Any], *args: Any, **kw: Any) -> Any:
@@ -136,8 +136,9 @@ async def _wait_for_next_slice(loop: AbstractEventLoop) -> None:
     timers and I/O callbacks that were due. Only an exhausted budget costs an
     extra iteration: none is added per operation.
     """
-    if not _slice.armed:
-        _slice.armed = True
+    # A reset armed on another loop (one that stopped before running it) never comes.
+    if _slice.armed is not loop:
+        _slice.armed = loop
         loop.call_soon(_new_iteration)
     while _slice.spent >= _SLICE_BUDGET:
         await asyncio.sleep(0)

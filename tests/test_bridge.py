@@ -246,3 +246,23 @@ def test_green_before_install_warns_once() -> None:
             await add(1, 1)
 
     run_on("asyncio", main)
+
+
+def test_a_loop_stopped_with_the_budget_spent_does_not_stall_the_next_loop() -> None:
+    """The fairness budget's reset is scheduled on one loop; a new loop must not wait for it."""
+    import motorpatch._bridge as bridge
+
+    old_loop = asyncio.new_event_loop()
+    old_loop.close()  # closed with its reset callback never run
+    bridge._slice.spent = bridge._SLICE_BUDGET * 10
+    bridge._slice.armed = old_loop
+
+    @motorpatch.green
+    def burn() -> str:
+        return motorpatch.await_(asyncio.sleep(0, result="ran"))
+
+    async def main() -> str:
+        return await burn()
+
+    assert run_on("asyncio", main, timeout=5) == "ran"
+    assert bridge._slice.armed is not old_loop

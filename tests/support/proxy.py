@@ -91,7 +91,8 @@ class FaultProxy:
             asyncio.ensure_future(self._read_replies(sreader, queue)),
             asyncio.ensure_future(self._deliver(queue, cwriter)),
         ]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        with contextlib.suppress(asyncio.CancelledError):  # stopping: close quietly
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in tasks:
             t.cancel()
         for w in (cwriter, swriter):
