@@ -136,11 +136,14 @@ async def _wait_for_next_slice(loop: AbstractEventLoop) -> None:
     timers and I/O callbacks that were due. Only an exhausted budget costs an
     extra iteration: none is added per operation.
     """
-    # A reset armed on another loop (one that stopped before running it) never comes.
-    if _slice.armed is not loop:
-        _slice.armed = loop
-        loop.call_soon(_new_iteration)
     while _slice.spent >= _SLICE_BUDGET:
+        # Arm a reset unless one is queued on this loop already. Re-checked on
+        # every pass: greenlets resumed after the last reset may have spent the
+        # budget again, and a reset armed on another loop (one that stopped
+        # before running it) never comes.
+        if _slice.armed is not loop:
+            _slice.armed = loop
+            loop.call_soon(_new_iteration)
         await asyncio.sleep(0)
 
 

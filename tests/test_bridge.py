@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 import traceback
 from typing import Any
 
@@ -266,3 +267,33 @@ def test_a_loop_stopped_with_the_budget_spent_does_not_stall_the_next_loop() -> 
 
     assert run_on("asyncio", main, timeout=5) == "ran"
     assert bridge._slice.armed is not old_loop
+
+
+def test_greenlets_that_keep_spending_the_budget_all_finish(loop_kind: str) -> None:
+    """Deferred greenlets must re-arm the budget reset, or they spin in sleep(0) forever.
+
+    Each greenlet spends more than the budget, then waits for all the others
+    (a barrier): the ones already waiting cannot re-arm the reset for the rest.
+    """
+    import motorpatch._bridge as bridge
+
+    n = 10
+    arrived: list[int] = []
+
+    @motorpatch.green
+    def busy(i: int, everyone: asyncio.Event) -> int:
+        motorpatch.await_(asyncio.sleep(0))
+        end = time.perf_counter() + bridge._SLICE_BUDGET * 1.5
+        while time.perf_counter() < end:  # CPU work, as a PyMongo operation does
+            pass
+        arrived.append(i)
+        if len(arrived) == n:
+            everyone.set()
+        motorpatch.await_(everyone.wait())
+        return i
+
+    async def main() -> list[int]:
+        everyone = asyncio.Event()
+        return await asyncio.gather(*[busy(i, everyone) for i in range(n)])
+
+    assert run_on(loop_kind, main, timeout=20) == list(range(n))

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pymongo
 import wrapt
 
 __all__ = ["Patch", "apply_all", "find_stale_references", "remove_all"]
@@ -35,12 +36,17 @@ class Patch:
     wrapper: Callable[..., Any] | None = None  # wrapt function wrapper
     proxy: Callable[[Any], Any] | None = None  # wrapt object-proxy factory
     checked_on: str = CHECKED_ON
+    since: tuple[int, int] | None = None  # first PyMongo (major, minor) that has the target
     original: Any = field(default=None, repr=False)
     handle: Any = field(default=None, repr=False)
 
     @property
     def target(self) -> str:
         return f"{self.module}.{self.attr}"
+
+    def applies(self) -> bool:
+        """Whether the installed PyMongo has the patched attribute (see ``since``)."""
+        return self.since is None or pymongo.version_tuple[:2] >= self.since
 
     def resolve(self) -> Any:
         """The attribute as it is now (patched or not)."""
@@ -76,6 +82,8 @@ def apply_all(patches: list[Patch]) -> None:
     applied: list[Patch] = []
     try:
         for patch in patches:
+            if not patch.applies():
+                continue
             patch.apply()
             applied.append(patch)
     except BaseException:

@@ -1,12 +1,13 @@
 """Patches of PyMongo's back-off sleeps: ``time`` as seen by two modules.
 
 ``mongo_client`` (retry and overload back-off) and ``client_session``
-(``with_transaction`` back-off) call ``time.sleep`` (``change_stream`` mentions it
-only in a docstring, checked on 4.20).
-Their module attribute ``time`` is replaced by a proxy of the ``time`` module
-whose ``sleep`` parks the greenlet in green code and sleeps for real
-elsewhere; every other attribute is the real module's. The global
-``time.sleep`` is never touched, so threads and user code are unaffected.
+(``with_transaction`` back-off) call ``time.sleep`` since PyMongo 4.17; earlier
+releases have no such sleeps and these patches are skipped there
+(``change_stream`` mentions ``time.sleep`` only in a docstring). Their module
+attribute ``time`` is replaced by a proxy of the ``time`` module whose
+``sleep`` parks the greenlet in green code and sleeps for real elsewhere;
+every other attribute is the real module's. The global ``time.sleep`` is
+never touched, so threads and user code are unaffected.
 
 Deliberately not patched: ``auth_oidc`` sleeps while holding a
 ``threading.Lock``; parking there would let another greenlet on the same
@@ -55,6 +56,7 @@ PATCHES = [
         "time",
         proxy=_proxy,
         why=f"{module}: back-off sleeps park in green code",
+        since=(4, 17),  # the first release with these back-off sleeps
     )
     for module in ("mongo_client", "client_session")
 ]
