@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pymongo
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 import motorpatch
 from support.loops import LOOP_KINDS

@@ -27,14 +27,12 @@ import tornado.httpserver
 import tornado.netutil
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `pytest` (unlike `python -m pytest`) does not add the cwd
-    sys.path.insert(0, str(ROOT))
+from examples.messages.__main__ import mask_uri
+from examples.messages.app import MAX_TEXT, ensure_indexes, make_app, messages_collection
+from support.loops import LagTicker, run_on
+from support.servers import free_port
 
-from examples.messages.__main__ import mask_uri  # noqa: E402
-from examples.messages.app import MAX_TEXT, ensure_indexes, make_app, messages_collection  # noqa: E402
-from support.loops import LagTicker, run_on  # noqa: E402
-from support.servers import free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # A PyMongo call that would block the loop fails its request, and so the test.
 pytestmark = [pytest.mark.usefixtures("installed"),
@@ -198,7 +196,7 @@ def test_concurrent_requests_do_not_block_the_loop(run_board: RunBoard, proxy: A
     print(f"demo: {n} GETs x {delay * 1000:.0f} ms DB delay in {elapsed * 1000:.0f} ms, "
           f"max loop lag {ticker.max * 1000:.1f} ms")
     assert elapsed < 5 * delay, f"{n} concurrent requests took {elapsed:.2f}s: they were serialised"
-    assert ticker.max < delay / 2, "the loop stalled for as long as a DB reply"
+    assert ticker.max < delay, "the loop stalled for a whole DB reply: a handler blocked it"
 
 
 def test_mask_uri_hides_passwords_and_secret_options() -> None:

@@ -1,0 +1,1 @@
+"""Runnable examples of motorpatch in real applications (``python -m examples.<name>``)."""
