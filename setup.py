@@ -1,12 +1,14 @@
 """Packaging for motorpatch. Runtime dependency ranges are the ones the test suite covers."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="motorpatch",
     version="0.1.0",
     description="Make synchronous PyMongo code non-blocking inside Tornado and asyncio apps.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",
