@@ -30,7 +30,7 @@ from pymongo.network_layer import NetworkingInterface
 from pymongo.pool_shared import SSLErrors, _raise_connection_failure, _set_keepalive_times
 from pymongo.ssl_support import _has_sni
 
-from motorpatch._bridge import _green_loop, _park
+from motorpatch._bridge import _green_loop, _park, _park_until
 from motorpatch.socket_shim._wait import wait_fd
 from motorpatch.socket_shim.green_socket import GreenSocket
 
@@ -60,12 +60,33 @@ def _resolve(host: str, port: int, family: int) -> list[Any]:
     return list(_park(loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)))
 
 
+def _pause(seconds: float) -> None:
+    """Sleep ``seconds``: parked in green code, ``time.sleep`` elsewhere."""
+    loop = _green_loop()
+    if loop is None:
+        time.sleep(seconds)
+    else:
+        _park_until(loop, loop.create_future(), seconds)
+
+
 def _connect(sock: socket.socket, address: Any, timeout: float | None) -> None:
     """Non-blocking connect with the semantics of ``sock.settimeout(timeout); sock.connect()``."""
     sock.setblocking(False)
-    err = sock.connect_ex(address)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = 0.001
+    # A unix socket says EAGAIN when the listener's accept queue is full. That is not
+    # "in progress": nothing will make the socket writable when room appears (it is
+    # writable at once, unconnected), so retry after short parked pauses, as the
+    # blocking connect() of plain PyMongo waits for room.
+    while (err := sock.connect_ex(address)) == errno.EAGAIN and sock.family == socket.AF_UNIX:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise TimeoutError("timed out")
+        _pause(pause if remaining is None else min(pause, remaining))
+        pause = min(pause * 2, 0.05)
     if err in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
-        if not wait_fd(sock.fileno(), write=True, timeout=timeout):
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not wait_fd(sock.fileno(), write=True, timeout=remaining):
             raise TimeoutError("timed out")
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if err not in (0, errno.EISCONN):
@@ -91,9 +112,10 @@ def green_create_connection(address: tuple[str, int], options: Any) -> socket.so
     if host.endswith(".sock"):
         sock = socket.socket(socket.AF_UNIX)
         try:
-            _connect(sock, host, _connect_timeout(options))
+            # PyMongo sets no timeout on a unix socket's connect: it blocks until there is room.
+            _connect(sock, host, None)
             return sock
-        except OSError:
+        except BaseException:  # OSError, or a cancellation while parked
             sock.close()
             raise
 
@@ -114,6 +136,9 @@ def green_create_connection(address: tuple[str, int], options: Any) -> socket.so
         except OSError as exc:
             err = exc
             sock.close()
+        except BaseException:  # e.g. asyncio.CancelledError while parked: no fd left behind
+            sock.close()
+            raise
     if err is not None:
         raise err
     raise OSError("getaddrinfo failed")
@@ -178,6 +203,9 @@ def green_configured_socket_interface(
         (ssl_sock or sock).close()
         details = _get_timeout_details(options)
         _raise_connection_failure(address, exc, "SSL handshake failed: ", timeout_details=details)
+    except BaseException:  # e.g. asyncio.CancelledError while parked in the handshake
+        (ssl_sock or sock).close()
+        raise
     if (
         ssl_context.verify_mode
         and not ssl_context.check_hostname

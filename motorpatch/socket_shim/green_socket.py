@@ -18,6 +18,8 @@ starts afresh with the buffer PyMongo passes.
 
 from __future__ import annotations
 
+import math
+import operator
 import socket
 import ssl
 import time
@@ -59,13 +61,20 @@ class GreenSocket:
 
     def settimeout(self, value: float | None) -> None:
         if value is not None:
-            value = float(value)
+            # As CPython parses it: a float, or an integer (TypeError for anything else).
+            value = float(value if isinstance(value, float) else operator.index(value))
+            if math.isnan(value):
+                raise ValueError("Invalid value NaN (not a number)")
             if value < 0.0:
                 raise ValueError("Timeout value out of range")
         self._timeout = value
 
     def setblocking(self, flag: bool) -> None:
         self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        """As ``socket.getblocking``: ``gettimeout() != 0`` (the raw fd is always non-blocking)."""
+        return self._timeout != 0.0
 
     def _deadline(self) -> float | None:
         return None if self._timeout is None else time.monotonic() + self._timeout
