@@ -21,17 +21,20 @@ from typing import Any
 
 from motorpatch._bridge import _park_until, _wake
 
-__all__ = ["green_cond_wait"]
+__all__ = ["green_cond_wait", "pending_handoffs"]
 
 
 class _GreenWaiter:
     """Stands in a Condition's waiter list for a parked greenlet."""
 
-    __slots__ = ("_fut", "_loop", "notified")
+    __slots__ = ("_condition", "_fut", "_loop", "notified")
 
-    def __init__(self, loop: AbstractEventLoop, fut: Future[Any]) -> None:
+    def __init__(
+        self, loop: AbstractEventLoop, fut: Future[Any], condition: threading.Condition
+    ) -> None:
         self._loop = loop
         self._fut = fut
+        self._condition = condition
         self.notified = False
 
     def release(self) -> None:
@@ -39,9 +42,24 @@ class _GreenWaiter:
         if self.notified:
             raise RuntimeError("release unlocked lock")  # what a lock would say
         self.notified = True
-        # A closed loop raises RuntimeError: nothing is parked there any more.
-        with contextlib.suppress(RuntimeError):
+        try:
             self._loop.call_soon_threadsafe(_wake, self._fut, True)
+        except RuntimeError:  # a closed loop: nothing is parked there any more
+            return
+        # Until the woken greenlet runs, what it was woken for is its own.
+        _add_handoffs(self._condition, 1)
+
+
+_HANDOFFS = "motorpatch_handoffs"
+
+
+def _add_handoffs(condition: threading.Condition, n: int) -> None:
+    setattr(condition, _HANDOFFS, getattr(condition, _HANDOFFS, 0) + n)
+
+
+def pending_handoffs(condition: threading.Condition) -> int:
+    """Green waiters notified on ``condition`` that have not run yet."""
+    return int(getattr(condition, _HANDOFFS, 0))
 
 
 def green_cond_wait(
@@ -51,7 +69,7 @@ def green_cond_wait(
     if not condition._is_owned():  # type: ignore[attr-defined]
         raise RuntimeError("cannot wait on un-acquired lock")
     fut = loop.create_future()
-    waiter = _GreenWaiter(loop, fut)
+    waiter = _GreenWaiter(loop, fut, condition)
     condition._waiters.append(waiter)  # type: ignore[attr-defined]
     saved = condition._release_save()  # type: ignore[attr-defined]
     finished = False
@@ -61,6 +79,8 @@ def green_cond_wait(
         finished = True
     finally:
         condition._acquire_restore(saved)  # type: ignore[attr-defined]
+        if waiter.notified:
+            _add_handoffs(condition, -1)  # this greenlet runs now: the hand-off is done
         if not waiter.notified:
             with contextlib.suppress(ValueError):  # timed out: leave the waiter list
                 condition._waiters.remove(waiter)  # type: ignore[attr-defined]

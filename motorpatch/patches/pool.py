@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from motorpatch._bridge import _green_loop, _yield_now
-from motorpatch._condition import green_cond_wait
+from motorpatch._condition import green_cond_wait, pending_handoffs
 from motorpatch._detector import check_blocking
 from motorpatch.patches._registry import Patch
 from motorpatch.socket_shim import GreenSocket, green_configured_socket_interface
@@ -36,10 +36,25 @@ def _configured_socket_interface(wrapped: Any, instance: Any, args: Any, kwargs:
     return green_configured_socket_interface(*args, **kwargs)
 
 
+# Loop iterations a checkout defers to woken waiters at most (a waiter woken on
+# another thread's loop may be slow to run).
+_MAX_DEFER = 100
+
+
 def _get_conn(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if _green_loop() is None:
+    loop = _green_loop()
+    if loop is None:
         check_blocking()
         return wrapped(*args, **kwargs)
+    # A slot or connection just handed to a parked waiter is that waiter's: let it
+    # run first, or a greenlet that happens to be scheduled ahead of it barges in.
+    for _ in range(_MAX_DEFER):
+        if not (
+            pending_handoffs(instance.size_cond)
+            or pending_handoffs(instance._max_connecting_cond)
+        ):
+            break
+        _yield_now(loop)
     conn = wrapped(*args, **kwargs)
     iface = conn.conn  # NetworkingInterface
     if type(iface.conn) is not GreenSocket:

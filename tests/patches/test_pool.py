@@ -1,0 +1,311 @@
+"""The pool patches: maxPoolSize and maxConnecting waits park, start-up sockets, timeouts, fairness.
+
+Real nx-27017 behind the loopback fault proxy (its ``delay`` makes every reply
+slow, so callers really queue). Where an unpatched wait would block the loop's
+thread for good, ``waitQueueTimeoutMS`` bounds it, so a regression fails with an
+error instead of hanging the run (``run_on``'s timeout cannot fire on a blocked
+loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+from pymongo import monitoring
+from pymongo.errors import WaitQueueTimeoutError
+from pymongo.read_preferences import ReadPreference
+from pymongo.synchronous.pool import Pool
+
+import motorpatch
+from motorpatch.socket_shim import GreenSocket
+from support.loops import LagTicker, run_on
+
+pytestmark = pytest.mark.usefixtures("installed")
+
+N_DOCS = 10
+
+
+def _pool(client: Any) -> Any:
+    """The client's connection pool for its one server, selected in plain code (call it
+    before the loop starts): the topology is opened, no application connection made."""
+    return client._get_topology().select_server(ReadPreference.PRIMARY, "motorpatch-test").pool
+
+
+# Releases without PyMongo's fix for counters after a failed checkout (PYTHON-6136; e.g.
+# 4.12) leave operation_count raised after a wait-queue timeout, in plain code as well.
+_RESTORES_OPERATION_COUNT = hasattr(Pool, "_restore_counters")
+
+
+def _busy(pool: Any) -> dict[str, int]:
+    """The pool's non-zero checkout counters and waiter lists: {} when nothing is in flight."""
+    state = {name: getattr(pool, name) for name in ("requests", "active_sockets", "_pending")}
+    state["operation_count"] = pool.operation_count
+    state["size_waiters"] = len(pool.size_cond._waiters)
+    state["connecting_waiters"] = len(pool._max_connecting_cond._waiters)
+    if not _RESTORES_OPERATION_COUNT:
+        del state["operation_count"]
+    return {name: value for name, value in state.items() if value}
+
+
+def _expected(n: int) -> list[str]:
+    return [f"doc-{i % N_DOCS}" for i in range(n)]
+
+
+def test_max_pool_size_one_serves_fifty_green_calls(loop_kind, one_slot):
+    pool, get, proxy = one_slot.pool, one_slot.get, one_slot.proxy
+    n, delay = 50, 0.02
+    peak = {"waiting": 0}
+
+    async def main() -> tuple[list[str], float, LagTicker]:
+        proxy.delay = delay
+        with LagTicker() as ticker:
+            start = time.perf_counter()
+            calls = asyncio.gather(*[get(i) for i in range(n)])
+            while not calls.done():
+                peak["waiting"] = max(peak["waiting"], len(pool.size_cond._waiters))
+                await asyncio.sleep(0.005)
+            return calls.result(), time.perf_counter() - start, ticker
+
+    results, elapsed, ticker = run_on(loop_kind, main, timeout=30)
+    assert results == _expected(n)
+    assert one_slot.cmap.of(monitoring.ConnectionCreatedEvent) == []  # still the one
+    assert peak["waiting"] >= n - 5, "the calls never queued for the single connection"
+    assert elapsed >= n * delay  # one connection: the replies really were serial
+    assert len(ticker.lags) > elapsed / 0.01 and ticker.max < 0.1, (
+        f"loop stalled: max lag {ticker.max:.3f}s over {len(ticker.lags)} ticks"
+    )
+    assert _busy(pool) == {}
+
+
+def test_max_connecting_storm_on_a_fresh_client(loop_kind, proxy, proxied, recorder, getter):
+    """50 greenlets need a new connection at once; only 2 may be in set-up (maxConnecting)."""
+    cmap = recorder("pool")
+    pc = proxied(waitQueueTimeoutMS=10000, event_listeners=[cmap])
+    pool = _pool(pc.database.client)  # opens the topology; no application connection yet
+    assert len(pool.conns) == 0 and pool._max_connecting == 2
+    get = getter(pc)
+    n = 50
+    peak = {"waiting": 0, "pending": 0}
+
+    async def main() -> tuple[list[str], LagTicker]:
+        proxy.delay = 0.05  # every handshake (hello) and every reply takes 50 ms
+        with LagTicker() as ticker:
+            calls = asyncio.gather(*[get(i) for i in range(n)])
+            while not calls.done():
+                peak["waiting"] = max(peak["waiting"], len(pool._max_connecting_cond._waiters))
+                peak["pending"] = max(peak["pending"], pool._pending)
+                await asyncio.sleep(0.002)
+            return calls.result(), ticker
+
+    results, ticker = run_on(loop_kind, main, timeout=30)
+    assert results == _expected(n)
+    assert peak["waiting"] >= 10, "the storm never reached the maxConnecting wait"
+    assert peak["pending"] <= 2
+    assert len(cmap.of(monitoring.ConnectionCreatedEvent)) >= 3
+    assert ticker.max < 0.1, f"loop stalled for {ticker.max:.3f}s"
+    assert _busy(pool) == {}
+
+
+def test_start_up_plain_sockets_become_green_and_still_serve_threads(proxy, proxied, getter):
+    """Sockets made by plain start-up code are wrapped on green checkout, never block the loop."""
+    pc = proxied()
+    client = pc.database.client
+    n, delay = 8, 0.1
+    # Start-up code, before any loop runs: a ping, a find, and n connections in use at once.
+    client.admin.command("ping")
+    assert pc.find_one({"i": 1})["tag"] == "doc-1"
+    pool = _pool(client)
+    with contextlib.ExitStack() as stack:
+        for _ in range(n):
+            stack.enter_context(pool.checkout())
+    plain = list(pool.conns)
+    assert len(plain) == n
+    assert all(type(c.conn.conn) is socket.socket for c in plain)
+    get = getter(pc)
+
+    async def main() -> tuple[list[str], float, LagTicker]:
+        proxy.delay = delay
+        with LagTicker() as ticker:
+            start = time.perf_counter()
+            results = await asyncio.gather(*[get(i) for i in range(n)])
+            return results, time.perf_counter() - start, ticker
+
+    results, elapsed, ticker = run_on("asyncio", main, timeout=30)
+    assert results == _expected(n)
+    assert elapsed < n * delay / 3, f"{n} calls took {elapsed:.2f}s: start-up sockets serialised"
+    assert ticker.max < delay / 2, f"the loop stalled for {ticker.max:.3f}s on a plain socket"
+    assert {id(c) for c in pool.conns} == {id(c) for c in plain}, "connections were replaced"
+    assert all(type(c.conn.conn) is GreenSocket for c in pool.conns)
+
+    # The loop has stopped: plain threads use the same (now green-wrapped) connections.
+    with concurrent.futures.ThreadPoolExecutor(4) as executor:
+        later = list(executor.map(lambda i: pc.find_one({"i": i})["tag"], range(4), timeout=30))
+    assert later == _expected(4)
+    assert _busy(pool) == {}
+
+
+def _first_find_started(events: Any, hook: Any) -> None:
+    events.on(monitoring.CommandStartedEvent, lambda e: e.command_name == "find" and hook())
+
+
+def test_wait_queue_timeout_raises_what_plain_pymongo_raises(proxy, proxied, recorder, getter):
+    opts = {"maxPoolSize": 1, "waitQueueTimeoutMS": 200}
+    delay = 0.6  # the holder's reply; well past the 200 ms wait-queue timeout
+    plain_commands, commands = recorder("command"), recorder("command")
+    plain_pc = proxied(event_listeners=[plain_commands], **opts)
+    pc = proxied(event_listeners=[commands], **opts)
+    pool = _pool(pc.database.client)
+    for c in (plain_pc, pc):  # warm: server selected, the one connection made
+        assert c.find_one({"i": 0})["tag"] == "doc-0"
+    proxy.delay = delay
+
+    # Plain threads, as a reference: one holds the connection, the other waits 200 ms.
+    holding = threading.Event()
+    _first_find_started(plain_commands, holding.set)
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        holder = executor.submit(plain_pc.find_one, {"i": 0})
+        assert holding.wait(10)
+        with pytest.raises(Exception) as plain_error:  # the class is compared below
+            plain_pc.find_one({"i": 1})
+        assert holder.result(10)["tag"] == "doc-0"
+
+    # The same situation in green code.
+    get = getter(pc)
+
+    async def main() -> tuple[BaseException | None, float, str, LagTicker]:
+        holding = asyncio.Event()
+        _first_find_started(commands, holding.set)
+        with LagTicker() as ticker:
+            holder = asyncio.ensure_future(get(0))
+            await holding.wait()
+            start = time.perf_counter()
+            try:
+                await get(1)
+                error = None
+            except Exception as exc:
+                error = exc
+            waited = time.perf_counter() - start
+            held = await holder
+        return error, waited, held, ticker
+
+    error, waited, held, ticker = run_on("asyncio", main, timeout=30)
+    assert type(plain_error.value) is WaitQueueTimeoutError
+    assert type(error) is type(plain_error.value)
+    assert 0.15 < waited < delay - 0.1, f"the wait-queue timeout fired after {waited:.3f}s"
+    assert held == "doc-0"
+    assert ticker.max < 0.1, f"loop stalled for {ticker.max:.3f}s"
+    assert _busy(pool) == {}
+    proxy.delay = 0.0
+    get = getter(pc)  # the previous one failed (fail-fast) on purpose
+    later = run_on("asyncio", lambda: asyncio.gather(get(2), get(3)), timeout=30)
+    assert later == ["doc-2", "doc-3"]
+    assert _busy(pool) == {}
+
+
+def test_plain_thread_checkin_wakes_a_greenlet_parked_on_an_idle_loop(one_slot):
+    """The notify() comes from another thread while the loop sleeps with no timer due for
+    seconds (no ticker here): the wake-up must reach the loop thread-safely, at once."""
+    delay = one_slot.proxy.delay = 0.5
+    holding = threading.Event()
+    _first_find_started(one_slot.commands, holding.set)
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        holder = executor.submit(one_slot.pc.find_one, {"i": 0})  # a plain thread holds it
+        assert holding.wait(10)
+
+        async def main() -> tuple[str, float]:
+            start = time.perf_counter()
+            return await one_slot.get(1), time.perf_counter() - start
+
+        result, elapsed = run_on("asyncio", main, timeout=30)
+        assert holder.result(10)["tag"] == "doc-0"
+    assert result == "doc-1"
+    out, back = "CheckOutStarted", "CheckedOut"  # the thread, then the greenlet, in turn
+    kinds = [type(e).__name__[len("Connection") : -len("Event")] for _, e in one_slot.cmap.events]
+    assert kinds == [out, back, out, "CheckedIn", back, "CheckedIn"]
+    assert elapsed < 2 * delay + 0.5, f"woken {elapsed:.2f}s later: the wake-up was not seen"
+    assert _busy(one_slot.pool) == {}
+
+
+def test_fairness_no_greenlet_barges_past_the_woken_waiter(
+    loop_kind, make_client, seeded, fail_fast
+):
+    """maxPoolSize=1, 10 greenlets each looping: each makes progress in every stretch of ops."""
+    client = make_client(maxPoolSize=1, waitQueueTimeoutMS=10000)
+    pc = client[seeded.database.name][seeded.name]
+    pool = _pool(client)
+    workers, k = 10, 15
+    order: list[int] = []
+
+    find = fail_fast(lambda j: pc.find_one({"i": j % N_DOCS})["i"])
+
+    @motorpatch.green
+    def work(w: int) -> None:
+        for j in range(k):
+            assert find(j) == j % N_DOCS
+            order.append(w)
+
+    run_on(loop_kind, lambda: asyncio.gather(*[work(w) for w in range(workers)]), timeout=30)
+    assert sorted(order) == sorted(list(range(workers)) * k)
+    # With FIFO hand-over each worker completes once every `workers` operations; when a
+    # looping greenlet barges back in, the others wait for all its `k` operations in a row
+    # (a gap of (workers - 1) * k + 1 = 136); a greenlet queued ahead of the woken waiter
+    # taking its slot shows as gaps of 20-50. Hand-over measured at <= 16 under load;
+    # the bound allows 3 FIFO rounds.
+    bound = 3 * workers
+    for w in range(workers):
+        positions = [-1] + [p for p, who in enumerate(order) if who == w]
+        worst = max(b - a for a, b in itertools.pairwise(positions))
+        assert worst <= bound, f"worker {w} waited {worst} operations: {order}"
+    assert _busy(pool) == {}
+
+
+@pytest.mark.parametrize("when", ["parked", "notified"])
+def test_cancelling_a_slot_waiter_loses_no_slot(when, loop_kind, one_slot):
+    """A holder has the only slot; `first` then `second` park for it. Cancel `first` while
+    parked ("parked"), or from inside the holder's checkin just after notify() chose it
+    ("notified"): either way `second` gets the slot, and the counters return to 0."""
+    pool, get, cmap = one_slot.pool, one_slot.get, one_slot.cmap
+
+    async def main() -> dict[str, Any]:
+        parked = asyncio.Queue()  # one entry each time a checkout has parked (or holds the slot)
+        cmap.on(monitoring.ConnectionCheckOutStartedEvent, parked.put_nowait)
+        one_slot.proxy.delay = 0.2
+        holder = asyncio.ensure_future(get(0))
+        await parked.get()
+        first = asyncio.ensure_future(get(1))
+        await parked.get()  # returns once `first` has run up to its park in the size wait
+        second = asyncio.ensure_future(get(2))
+        await parked.get()
+        waiting = len(pool.size_cond._waiters)
+        if when == "parked":
+            first.cancel()
+        else:  # cancel `first` from inside the holder's checkin, right after notify() chose it
+            cmap.on(monitoring.ConnectionCheckedInEvent, lambda e: first.cancel())
+        outcome = {"waiting": waiting, "holder": await holder}
+        handed_over = time.perf_counter()
+        outcome["second"] = await second
+        outcome["second_waited"] = time.perf_counter() - handed_over  # its find: 0.2 s
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        outcome["first_cancelled"] = first.cancelled()
+        outcome["busy"] = _busy(pool)
+        one_slot.proxy.delay = 0.0
+        outcome["more"] = await asyncio.gather(*[get(i) for i in range(5)])
+        return outcome
+
+    outcome = run_on(loop_kind, main, timeout=30)
+    assert outcome["waiting"] == 2
+    assert outcome["holder"] == "doc-0" and outcome["second"] == "doc-2"
+    assert outcome["first_cancelled"]
+    assert outcome["second_waited"] < 2.0, "the slot reached `second` only at its timeout"
+    assert outcome["busy"] == {}
+    assert outcome["more"] == _expected(5)
+    assert _busy(pool) == {}
