@@ -56,7 +56,7 @@ def test_loop_keeps_ticking_while_greenlets_wait_on_the_server(loop_kind, proxy,
     _seed(coll)
     client = make_client(proxy.uri)
     pc = client[coll.database.name][coll.name]
-    delay = 0.1
+    delay = 0.2  # unpatched, every call would stall the loop this long
 
     @motorpatch.green
     def get(i: int) -> Any:
