@@ -1,0 +1,147 @@
+"""What every benchmark client process shares: arguments, workloads, metrics, the JSON result.
+
+A client process runs one cell (client x workload x concurrency x server): ``conc`` callers
+loop on the workload's operation until a deadline (after a warm-up of the same shape), and the
+process prints one JSON line with its measurements. Times are measured inside the client
+process: ``cpu`` is ``time.process_time()`` (all threads of the process), ``wall`` is
+``perf_counter``. Loop lag comes from a 1 ms ticker on the client's own scheduler, run in a
+separate phase of the same load after the measured one, so that the ticker's own wake-ups
+(1000/s) are not charged to the CPU per operation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+TICK = 0.001  # the ticker's period (s)
+
+# The responder picks the reply by collection name: "big*" -> 100 docs of ~1 KB, else 1 doc.
+SMALL, BIG, INSERT = "small", "big", "ins"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    p.add_argument("--client", required=True)
+    p.add_argument("--workload", required=True, choices=["find_one", "find", "insert"])
+    p.add_argument("--conc", type=int, default=1)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--seconds", type=float, default=1.0)
+    p.add_argument("--warmup", type=float, default=0.3)
+    p.add_argument("--lag-seconds", type=float, default=0.5,
+                   help="a second phase, with the 1 ms ticker, for the loop-lag figures")
+    p.add_argument("--cpu", type=int, default=-1, help="pin this process to one CPU")
+    args = p.parse_args(argv)
+    if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.cpu})
+    return args
+
+
+def uri(port: int, conc: int) -> str:
+    # maxPoolSize 100 (PyMongo's default) for every client; no retries to keep ops comparable.
+    return f"mongodb://127.0.0.1:{port}/?directConnection=true&maxPoolSize=100"
+
+
+# -- workloads on a sync PyMongo Database (motorpatch, sync, threads, gevent) ----------------------
+def sync_op(db: Any, workload: str) -> Any:
+    if workload == "find_one":
+        return db[SMALL].find_one({})
+    if workload == "find":
+        return list(db[BIG].find({}))
+    return db[INSERT].insert_one({"x": 1, "s": "payload"})
+
+
+# -- the same on an async Database (AsyncMongoClient, Motor) ------------------------------------
+async def async_op(db: Any, workload: str) -> Any:
+    if workload == "find_one":
+        return await db[SMALL].find_one({})
+    if workload == "find":
+        return await db[BIG].find({}).to_list(None)
+    return await db[INSERT].insert_one({"x": 1, "s": "payload"})
+
+
+def rss_kb(field: str = "VmRSS") -> int:
+    """Resident set size (KB): current (VmRSS) or this image's peak (VmHWM, reset at exec;
+    ``ru_maxrss`` is not: it keeps the parent's peak across fork + exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+@dataclass
+class Lags:
+    """Ticker lags (seconds past the due time of each 1 ms tick)."""
+
+    samples: list[float] = field(default_factory=list)
+    running: bool = True
+
+    def stats(self) -> dict[str, float | None]:
+        s = sorted(self.samples)
+        if not s:
+            return {"lag_p50_ms": None, "lag_p99_ms": None, "lag_max_ms": None}
+
+        def pct(q: float) -> float:
+            return round(s[min(len(s) - 1, int(q * len(s)))] * 1000, 3)
+
+        return {"lag_p50_ms": pct(0.50), "lag_p99_ms": pct(0.99), "lag_max_ms": pct(1.0)}
+
+
+async def asyncio_ticker(lags: Lags) -> None:
+    import asyncio
+
+    while lags.running:
+        t0 = time.perf_counter()
+        await asyncio.sleep(TICK)
+        lags.samples.append(max(0.0, time.perf_counter() - t0 - TICK))
+
+
+def blocking_ticker(lags: Lags, sleep: Any = time.sleep) -> None:
+    """For threads (GIL hand-off lag) and gevent (hub lag, with gevent's sleep)."""
+    while lags.running:
+        t0 = time.perf_counter()
+        sleep(TICK)
+        lags.samples.append(max(0.0, time.perf_counter() - t0 - TICK))
+
+
+class Meter:
+    """CPU, wall and memory around the measured phase."""
+
+    def __init__(self) -> None:
+        self.rss_base = rss_kb()
+
+    def start(self) -> None:
+        gc.collect()
+        self.cpu0, self.wall0 = time.process_time(), time.perf_counter()
+
+    def stop(self) -> None:
+        self.cpu = time.process_time() - self.cpu0
+        self.wall = time.perf_counter() - self.wall0
+
+
+def emit(args: argparse.Namespace, meter: Meter, ops: int, lags: Lags | None, **extra: Any) -> None:
+    peak = rss_kb("VmHWM")
+    result: dict[str, Any] = {
+        "client": args.client,
+        "workload": args.workload,
+        "conc": args.conc,
+        "ops": ops,
+        "wall_s": round(meter.wall, 4),
+        "cpu_s": round(meter.cpu, 4),
+        "ops_s": round(ops / meter.wall, 1) if meter.wall else 0.0,
+        "cpu_us_op": round(meter.cpu / ops * 1e6, 1) if ops else None,
+        "rss_base_mb": round(meter.rss_base / 1024, 1),
+        "rss_peak_mb": round(peak / 1024, 1),
+        "rss_per_call_kb": round((peak - meter.rss_base) / args.conc, 1),
+        "python": sys.version.split()[0],
+    }
+    result.update(lags.stats() if lags else Lags().stats())
+    result.update(extra)
+    print("RESULT " + json.dumps(result), flush=True)

@@ -1,0 +1,241 @@
+"""Turn the benchmark results into bench/RESULTS.md and PNG plots (see bench/run.py)."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVERS = {
+    "delay0": "canned-reply responder, 0 ms delay (CPU-bound)",
+    "delay10": "canned-reply responder, 10 ms delay per reply (latency-bound)",
+    "nx": "nx-27017 (a real server, in-memory)",
+}
+WORKLOADS = {
+    "find_one": "`find_one` of a small document",
+    "find": "`find` returning 100 documents of ~1 KB",
+    "insert": "`insert_one`",
+}
+PACKAGES = ["pymongo", "motor", "gevent", "greenlet", "tornado", "uvloop", "nx-27017",
+            "matplotlib"]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment(command: str) -> dict[str, Any]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        rev = "unknown"
+    return {
+        "command": command,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "motorpatch": rev,
+        "python": platform.python_version(),
+        "versions": versions,
+        "nproc": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "kernel": platform.release(),
+        "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def _find(results: list[dict[str, Any]], **key: Any) -> dict[str, Any] | None:
+    for r in results:
+        if all(r.get(k) == v for k, v in key.items()) and "error" not in r:
+            return r
+    return None
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a and b else "-"
+
+
+def _fmt(x: Any, digits: int = 1) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.{digits}f}" if isinstance(x, float | int) else str(x)
+
+
+def table(results: list[dict[str, Any]], server: str, workload: str) -> list[str]:
+    rows = [r for r in results if r["server"] == server and r["workload"] == workload]
+    if not rows:
+        return []
+    sync = _find(results, server=server, workload=workload, client="sync")
+    lines = [
+        f"### {WORKLOADS[workload]}; {SERVERS[server]}",
+        "",
+        "| c | client | ops/s | ops/s ÷ sync | ops/s ÷ raw | CPU µs/op | CPU ÷ sync "
+        "| CPU ÷ raw | lag p50 ms | lag p99 ms | p99 ÷ raw | peak RSS MB | ΔRSS/call KB |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: r["conc"]):
+        if "error" in r:
+            lines.append(f"| {r['conc']} | {r['client']} | failed: {r['error']} |"
+                         + " |" * 10)
+            continue
+        raw = _find(results, server=server, workload=workload, client="raw-asyncio",
+                    conc=r["conc"])
+        raw = raw or {}
+        sync = sync or {}
+        lines.append(
+            f"| {r['conc']} | {r['client']} | {_fmt(r['ops_s'], 0)} "
+            f"| {_ratio(r['ops_s'], sync.get('ops_s'))} | {_ratio(r['ops_s'], raw.get('ops_s'))} "
+            f"| {_fmt(r['cpu_us_op'])} | {_ratio(r['cpu_us_op'], sync.get('cpu_us_op'))} "
+            f"| {_ratio(r['cpu_us_op'], raw.get('cpu_us_op'))} "
+            f"| {_fmt(r.get('lag_p50_ms'), 2)} | {_fmt(r.get('lag_p99_ms'), 2)} "
+            f"| {_ratio(r.get('lag_p99_ms'), raw.get('lag_p99_ms'))} "
+            f"| {_fmt(r['rss_peak_mb'])} | {_fmt(r['rss_per_call_kb'])} |"
+        )
+    return [*lines, ""]
+
+
+def targets(results: list[dict[str, Any]]) -> list[str]:
+    """Issue 4's targets, each as (measured ratio, bound)."""
+
+    def get(client: str, server: str, conc: int, field: str) -> float | None:
+        r = _find(results, client=client, server=server, workload="find_one", conc=conc)
+        if client == "sync":
+            r = _find(results, client="sync", server=server, workload="find_one")
+        return r.get(field) if r else None
+
+    checks = []  # (target, motorpatch client, other, server, conc, field, bound, le)
+    for conc in (1, 100):
+        checks.append(("CPU/op ≤ 1.10x sync", "sync", "delay0", conc, "cpu_us_op", 1.10, True))
+    for other, bound in (("pymongo-async", 2.0), ("motor", 2.5), ("gevent", 1.3)):
+        checks.append((f"ops/s ≥ {bound}x {other}", other, "delay0", 100, "ops_s", bound, False))
+    for other in ("pymongo-async", "threads"):
+        checks.append((f"ops/s ≥ 1.5x {other}", other, "delay10", 1000, "ops_s", 1.5, False))
+    for server in ("delay0", "delay10"):
+        checks.append(("lag p99 ≤ gevent's", "gevent", server, 100, "lag_p99_ms", 1.0, True))
+        checks.append(("lag p99 ≤ 1.5x raw", "raw-asyncio", server, 100, "lag_p99_ms", 1.5, True))
+    checks.append(("lag p99 ≤ raw", "raw-asyncio", "delay10", 1000, "lag_p99_ms", 1.0, True))
+    checks.append(("ΔRSS/call ≤ 0.8x threads", "threads", "delay10", 1000, "rss_per_call_kb",
+                   0.8, True))
+    mps = ["mp-asyncio", "mp-uvloop", "mp-tornado"]
+    lines = ["| target (find_one) | server | c | " + " | ".join(mps) + " |",
+             "|---|---|---:|" + "---:|" * len(mps)]
+    for name, other, server, conc, field, bound, le in checks:
+        base = get(other, server, conc, field)
+        cells = []
+        for mp in mps:
+            val = get(mp, server, conc, field)
+            if val is None or not base:
+                cells.append("-")
+                continue
+            ratio = val / base
+            met = ratio <= bound if le else ratio >= bound
+            cells.append(f"{ratio:.2f} {'met' if met else '**not met**'}")
+        lines.append(f"| {name} | {server} | {conc} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def markdown(results: list[dict[str, Any]], meta: dict[str, Any], plots: list[str]) -> str:
+    v = meta["versions"]
+    lines = [
+        "# Client benchmark results",
+        "",
+        f"Generated by `{meta['command']}` on {meta['date']} in {meta['duration_s']} s "
+        f"({meta['seconds_per_cell']} s measured per cell; each figure is the median of "
+        f"{meta.get('repeat', 1)} interleaved run(s) of the cell).",
+        "",
+        f"- Machine: {meta['nproc']} CPUs, {meta['cpu']}, Linux {meta['kernel']}; load average "
+        f"at start {meta['loadavg_start']}, at the end {meta.get('loadavg_end', '?')} "
+        "(other jobs shared the machine). Client pinned to CPU 0, servers to CPU 1 when "
+        "there are two or more CPUs.",
+        f"- motorpatch {meta['motorpatch']}, Python {meta['python']}, "
+        + ", ".join(f"{k} {val}" for k, val in v.items()),
+        "- Columns are explained in [README.md](README.md). `sync` is PyMongo on one thread "
+        "(run at c=1; its figures are the floor for every c); `raw` is the hand-written "
+        "asyncio OP_MSG client (bench/rawclient.py).",
+        "",
+    ]
+    failed = [r for r in results if "error" in r]
+    if failed:
+        lines += [f"{len(failed)} cell(s) failed; see the tables.", ""]
+    lines += ["## Issue 4 targets (motorpatch ÷ the named client)", "", *targets(results)]
+    for path in plots:
+        lines += [f"![{Path(path).stem}]({Path(path).name})", ""]
+    if not plots:
+        lines += ["No plots (matplotlib missing or `--no-plots`).", ""]
+    for server in SERVERS:
+        for workload in WORKLOADS:
+            lines += table(results, server, workload)
+    return "\n".join(lines)
+
+
+def plots(results: list[dict[str, Any]], outdir: Path, stem: str) -> list[str]:
+    """Throughput and loop lag p99 against concurrency, find_one, one panel per server."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written = []
+    for field, label, fname in (("ops_s", "ops/s", "throughput"),
+                                ("lag_p99_ms", "loop lag p99 (ms)", "lag")):
+        servers = [s for s in SERVERS if any(r["server"] == s for r in results)]
+        fig, axes = plt.subplots(1, len(servers), figsize=(5 * len(servers), 4), squeeze=False)
+        for ax, server in zip(axes[0], servers, strict=True):
+            rows = [r for r in results if r["server"] == server and r["workload"] == "find_one"
+                    and r.get(field) is not None]
+            for client in sorted({r["client"] for r in rows}):
+                pts = sorted((r["conc"], r[field]) for r in rows if r["client"] == client)
+                if client == "sync":  # one thread: the same at every concurrency
+                    ax.axhline(pts[0][1], color="black", linestyle="--", label="sync (1 thread)")
+                    continue
+                style = "-" if client.startswith("mp-") else ":"
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o",
+                        label=client)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("concurrent callers")
+            ax.set_ylabel(label)
+            ax.set_title(f"find_one, {server}")
+            ax.grid(True, alpha=0.3)
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        path = outdir / f"{stem}-{fname}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(str(path))
+    return written
+
+
+def main() -> None:
+    """Rewrite RESULTS.md and the plots from a results JSON: report.py [bench/RESULTS.json]."""
+    import json
+    import sys
+
+    src = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "RESULTS.json")
+    data = json.loads(src.read_text())
+    out = src.with_suffix(".md")
+    written = plots(data["results"], out.parent, out.stem)
+    out.write_text(markdown(data["results"], data["meta"], written))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Run the client benchmark matrix and write bench/RESULTS.md (+ PNG plots, bench/results.json).
+
+    .venv/bin/python bench/run.py            # full mode (about 9 minutes)
+    .venv/bin/python bench/run.py --quick    # smoke test (well under a minute), asserts nothing
+
+Every cell (client x workload x concurrency x server) runs in a fresh client process
+(bench/worker_loop.py or bench/worker_sync.py), so no patch or warm state leaks between cells.
+The canned-reply responder (bench/responder.py) runs once per delay in its own process;
+nx-27017 is started for the real-server find_one cells. With two or more CPUs the client is
+pinned to CPU 0 and the servers to CPU 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import report  # noqa: E402
+
+LOOP_CLIENTS = ["mp-asyncio", "mp-uvloop", "mp-tornado", "pymongo-async", "motor", "raw-asyncio"]
+SYNC_CLIENTS = ["sync", "threads", "gevent"]
+ALL_CLIENTS = ["sync", "threads", "gevent", *LOOP_CLIENTS]
+WORKLOADS = ["find_one", "find", "insert"]
+PINNED = hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
+
+
+def plan(quick: bool, clients: list[str]) -> list[dict[str, Any]]:
+    """The cells to run: dicts with server ('delay0', 'delay10', 'nx'), client, workload, conc."""
+    cells: list[dict[str, Any]] = []
+
+    def add(server: str, client: str, workload: str, conc: int) -> None:
+        if client in clients and not (client == "sync" and conc != 1):
+            cells.append({"server": server, "client": client, "workload": workload, "conc": conc})
+
+    if quick:
+        for client in ["sync", "mp-asyncio", "raw-asyncio", "pymongo-async"]:
+            for conc in (1, 10):
+                add("delay0", client, "find_one", conc)
+        add("delay0", "mp-asyncio", "find", 10)
+        add("delay0", "mp-asyncio", "insert", 10)
+        add("delay10", "mp-asyncio", "find_one", 10)
+        add("nx", "mp-asyncio", "find_one", 1)
+        return cells
+    for server in ("delay0", "delay10"):
+        for workload in WORKLOADS:
+            for conc in (1, 10, 100):
+                for client in ALL_CLIENTS:
+                    add(server, client, workload, conc)
+    for client in ALL_CLIENTS:
+        add("delay10", client, "find_one", 1000)
+    for conc in (1, 10, 100):
+        for client in ALL_CLIENTS:
+            add("nx", client, "find_one", conc)
+    return cells
+
+
+def start_responder(delay_ms: int) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "responder.py"), "--delay-ms", str(delay_ms)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    if PINNED:
+        os.sched_setaffinity(proc.pid, {1})
+    return proc, port
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_nx(workdir: Path) -> tuple[subprocess.Popen[bytes], int] | None:
+    """nx-27017 on a free loopback port, seeded with bench.small (1 doc) and bench.big."""
+    exe = shutil.which("nx-27017") or str(Path(sys.executable).parent / "nx-27017")
+    if not Path(exe).exists():
+        return None
+    import pymongo
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--db", "memory", "--host", "127.0.0.1", "-p", str(port),
+         "--log-file", str(workdir / "nx.log"), "--pid-file", str(workdir / "nx.pid")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    if PINNED:
+        os.sched_setaffinity(proc.pid, {1})
+    client: Any = pymongo.MongoClient(port=port, serverSelectionTimeoutMS=200)
+    for _ in range(100):
+        try:
+            client.admin.command("ping")
+            break
+        except pymongo.errors.PyMongoError:
+            time.sleep(0.1)
+    else:
+        proc.terminate()
+        return None
+    client.bench.small.insert_one({"_id": 1, "name": "ada", "age": 36, "tags": ["a", "b"]})
+    client.bench.big.insert_many([{"_id": i, "pad": "x" * 1000, "n": i} for i in range(100)])
+    client.close()
+    return proc, port
+
+
+def run_cell(cell: dict[str, Any], port: int, seconds: float, warmup: float,
+             lag: float) -> dict[str, Any]:
+    worker = "worker_sync.py" if cell["client"] in SYNC_CLIENTS else "worker_loop.py"
+    cmd = [sys.executable, str(HERE / worker), "--client", cell["client"],
+           "--workload", cell["workload"], "--conc", str(cell["conc"]), "--port", str(port),
+           "--seconds", str(seconds), "--warmup", str(warmup), "--lag-seconds", str(lag)]
+    if PINNED:
+        cmd += ["--cpu", "0"]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, check=False, capture_output=True, text=True, timeout=60 + 5 * seconds
+        )
+        out, err = proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        out, err = str(exc.stdout or ""), "timeout"
+    result: dict[str, Any] = dict(cell)
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            result.update(json.loads(line[7:]))
+            result["conc"] = cell["conc"]
+            break
+    else:
+        result["error"] = (err.strip().splitlines() or ["no output"])[-1][:200]
+    result["cell_s"] = round(time.perf_counter() - t0, 2)
+    return result
+
+
+def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from repeated runs of a cell: the median of each numeric field."""
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return runs[-1]
+    out = dict(ok[0])
+    for key, value in ok[0].items():
+        if isinstance(value, float | int) and not isinstance(value, bool) and key != "conc":
+            vals = sorted(r[key] for r in ok if isinstance(r.get(key), float | int))
+            out[key] = vals[len(vals) // 2]
+    out["runs"] = len(ok)
+    if "ops_s" in out:
+        spread = sorted(r["ops_s"] for r in ok)
+        out["ops_s_range"] = [spread[0], spread[-1]]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke test: few cells, short runs")
+    parser.add_argument("--seconds", type=float, help="measured seconds per cell")
+    parser.add_argument("--clients", default=",".join(ALL_CLIENTS))
+    parser.add_argument("--out", help="default bench/RESULTS.md (quick: bench/RESULTS-quick.md)")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the matrix N times, interleaved; report each cell's medians")
+    args = parser.parse_args()
+    seconds = args.seconds or (0.2 if args.quick else 1.5)
+    warmup = 0.1 if args.quick else 0.3
+    lag = 0.1 if args.quick else 0.5
+    cells = plan(args.quick, args.clients.split(","))
+    meta = report.environment(" ".join(["python", "bench/run.py", *sys.argv[1:]]))
+    started = time.perf_counter()
+    responders = {f"delay{d}": start_responder(d) for d in (0, 10)}
+    ports = {name: port for name, (_, port) in responders.items()}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-nx-"))
+    nx = start_nx(workdir) if any(c["server"] == "nx" for c in cells) else None
+    if nx:
+        ports["nx"] = nx[1]
+    runs: list[list[dict[str, Any]]] = [[] for _ in cells]
+    try:
+        for rep in range(args.repeat):  # interleaved: every cell once, then again
+            for i, cell in enumerate(cells):
+                if cell["server"] not in ports:
+                    continue
+                r = run_cell(cell, ports[cell["server"]], seconds, warmup, lag)
+                runs[i].append(r)
+                status = r.get("error") or f"{r['ops_s']:>9.0f} ops/s {r['cpu_us_op']:>7} us/op"
+                print(f"[{rep + 1}:{i + 1}/{len(cells)}] {cell['server']:7} "
+                      f"{cell['workload']:8} c={cell['conc']:<4} {cell['client']:14} {status}",
+                      flush=True)
+    finally:
+        for proc, _ in responders.values():
+            if proc.stdin:
+                proc.stdin.close()
+            proc.wait(5)
+        if nx:
+            nx[0].terminate()
+            nx[0].wait(5)
+        shutil.rmtree(workdir, ignore_errors=True)
+    results = [median(rs) for rs in runs if rs]
+    meta["duration_s"] = round(time.perf_counter() - started, 1)
+    meta["repeat"] = args.repeat
+    meta["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    meta["seconds_per_cell"] = seconds
+    meta["nx"] = bool(nx)
+    out = Path(args.out or HERE / ("RESULTS-quick.md" if args.quick else "RESULTS.md"))
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    plots = [] if args.no_plots else report.plots(results, out.parent, out.stem)
+    out.write_text(report.markdown(results, meta, plots))
+    print(f"wrote {out} ({meta['duration_s']} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""One benchmark cell for a synchronous PyMongo client, in its own process; prints a RESULT line.
+
+Clients: ``sync`` (one thread, no loop: the floor of PyMongo's own CPU per operation; run at
+concurrency 1 only), ``threads`` (``conc`` threads sharing one MongoClient; a 1 ms ticker
+thread measures GIL hand-off lag), ``gevent`` (``gevent.monkey.patch_all()`` before anything
+else is imported, ``conc`` greenlets; a ticker greenlet measures the hub's lag).
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__" and "gevent" in sys.argv:
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Lags, Meter, blocking_ticker, emit, parse_args, rss_kb, sync_op, uri
+
+
+def loop_until(db: Any, workload: str, deadline: float, counts: list[int], i: int) -> None:
+    n = 0
+    while time.perf_counter() < deadline:
+        sync_op(db, workload)
+        n += 1
+    counts[i] = n
+
+
+def run_threads(db: Any, workload: str, conc: int, seconds: float, lags: Lags | None) -> int:
+    counts = [0] * conc
+    deadline = time.perf_counter() + seconds
+    threads = [
+        threading.Thread(target=loop_until, args=(db, workload, deadline, counts, i))
+        for i in range(conc)
+    ]
+    ticker = threading.Thread(target=blocking_ticker, args=(lags,)) if lags else None
+    if ticker:
+        ticker.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if lags and ticker:
+        lags.running = False
+        ticker.join()
+    return sum(counts)
+
+
+def run_gevent(db: Any, workload: str, conc: int, seconds: float, lags: Lags | None) -> int:
+    import gevent
+
+    counts = [0] * conc
+    deadline = time.perf_counter() + seconds
+    ticker = gevent.spawn(blocking_ticker, lags, gevent.sleep) if lags else None
+    gevent.joinall([gevent.spawn(loop_until, db, workload, deadline, counts, i)
+                    for i in range(conc)])
+    if lags and ticker:
+        lags.running = False
+        ticker.join()
+    return sum(counts)
+
+
+def main() -> None:
+    args = parse_args()
+    import pymongo
+
+    versions = {"pymongo": pymongo.version}
+    if args.client == "gevent":
+        import gevent
+
+        versions["gevent"] = gevent.__version__
+        run = run_gevent
+    elif args.client in ("sync", "threads"):
+        run = run_threads
+    else:
+        raise SystemExit(f"unknown client {args.client}")
+    meter = Meter()
+    client: Any = pymongo.MongoClient(uri(args.port, args.conc))
+    db = client.bench
+    sync_op(db, args.workload)
+    meter.rss_base = rss_kb()
+    if args.client == "sync":
+        args.conc = 1
+        counts = [0]
+        loop_until(db, args.workload, time.perf_counter() + args.warmup, counts, 0)
+        meter.start()
+        loop_until(db, args.workload, time.perf_counter() + args.seconds, counts, 0)
+        meter.stop()
+        emit(args, meter, counts[0], None, **versions)
+    else:
+        run(db, args.workload, args.conc, args.warmup, None)
+        meter.start()
+        ops = run(db, args.workload, args.conc, args.seconds, None)
+        meter.stop()
+        lags = Lags()
+        run(db, args.workload, args.conc, args.lag_seconds, lags)
+        emit(args, meter, ops, lags, **versions)
+    client.close()
+
+
+if __name__ == "__main__":
+    main()
