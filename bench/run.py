@@ -217,6 +217,11 @@ def main() -> None:
     plots = [] if args.no_plots else report.plots(results, out.parent, out.stem)
     out.write_text(report.markdown(results, meta, plots))
     print(f"wrote {out} ({meta['duration_s']} s)")
+    failed = [f"{c['client']} {c['workload']} c={c['conc']} ({c['server']}): {r['error']}"
+              for c, rs in zip(cells, runs, strict=True) for r in rs if "error" in r]
+    if failed:  # timings are never asserted, but a client that cannot run is a failure
+        print("cells that failed:\n  " + "\n  ".join(failed), file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
