@@ -28,6 +28,7 @@ setup(
             "nx-27017>=0.8.1",
             "uvloop>=0.19",
             "trustme>=1.1",
+            "mongoengine>=0.29",
         ],
         "lint": ["ruff>=0.6", "mypy>=1.10"],
     },
