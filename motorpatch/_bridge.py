@@ -60,10 +60,6 @@ def _green_loop() -> AbstractEventLoop | None:
     return None
 
 
-def _in_green() -> bool:
-    return _green_loop() is not None
-
-
 def _park(awaitable: Awaitable[Any]) -> Any:
     """Switch to the driving coroutine, which awaits ``awaitable`` on the loop.
 
