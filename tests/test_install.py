@@ -29,7 +29,6 @@ PATCHED = [
     (pymongo.synchronous.pool, "_configured_socket_interface"),
     (pymongo.synchronous.pool, "_cond_wait"),
     (pymongo.synchronous.pool.Pool, "_get_conn"),
-    (pymongo.synchronous.pool.Pool, "checkin"),
     (pymongo.synchronous.topology, "_cond_wait"),
     (pymongo.periodic_executor.PeriodicExecutor, "join"),
 ]
@@ -105,22 +104,22 @@ def test_install_is_thread_safe() -> None:
 
 def test_uninstall_leaves_a_wrapper_another_library_put_on_top() -> None:
     motorpatch.install()
-    ours = pymongo.synchronous.pool.Pool.checkin
+    ours = pymongo.synchronous.pool.Pool._get_conn
     calls: list[str] = []
 
     def tracer(wrapped, instance, args, kwargs):  # type: ignore[no-untyped-def]
         calls.append("traced")
         return wrapped(*args, **kwargs)
 
-    theirs = wrapt.wrap_function_wrapper(pymongo.synchronous.pool, "Pool.checkin", tracer)
+    theirs = wrapt.wrap_function_wrapper(pymongo.synchronous.pool, "Pool._get_conn", tracer)
     try:
         motorpatch.uninstall()
-        now = vars(pymongo.synchronous.pool.Pool)["checkin"]
+        now = vars(pymongo.synchronous.pool.Pool)["_get_conn"]
         assert now is theirs  # their wrapper stays...
         assert now.__wrapped__ is not ours  # ...and ours was spliced out beneath it
         assert not isinstance(now.__wrapped__, wrapt.FunctionWrapper)
     finally:
-        wrapt.unwrap_object(pymongo.synchronous.pool, "Pool.checkin", theirs)
+        wrapt.unwrap_object(pymongo.synchronous.pool, "Pool._get_conn", theirs)
 
 
 def test_install_rejects_an_unknown_blocking_mode() -> None:

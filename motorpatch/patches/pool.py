@@ -1,15 +1,15 @@
-"""Patches of ``pymongo.synchronous.pool``: connection set-up, checkout, checkin, pool waits.
+"""Patches of ``pymongo.synchronous.pool``: connection set-up, checkout and pool waits.
 
 - ``_configured_socket_interface`` (imported by name from ``pool_shared``):
   in green code, connect, resolve and handshake with the green socket shim;
   elsewhere (monitor threads, plain threads, start-up code) the original runs.
-- ``Pool._get_conn``: in green code, a connection whose socket is still a
-  plain blocking socket (made by start-up code or a plain thread) gets it
-  wrapped in a :class:`GreenSocket` before use, so it can never block the
-  loop; outside green code, the blocking-call detector runs first.
-- ``Pool.checkin``: in green code, when other callers are waiting for a
-  slot, yield once to the woken waiter so a looping greenlet cannot barge
-  back in and starve it.
+- ``Pool._get_conn``: in green code, first yield while green waiters that
+  were notified (handed a slot or a connection) have not run yet, so no
+  greenlet, not even the one that just checked in, barges past them; then a
+  connection whose socket is still a plain blocking socket (made by start-up
+  code or a plain thread) gets it wrapped in a :class:`GreenSocket` before
+  use, so it can never block the loop. Outside green code, the
+  blocking-call detector runs first.
 - ``_cond_wait`` (imported by name from ``pymongo.lock``): waits for a pool
   slot (maxPoolSize) and for a connection-establishment slot (maxConnecting)
   park the greenlet instead of blocking the loop's thread.
@@ -62,16 +62,6 @@ def _get_conn(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     return conn
 
 
-def _checkin(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    loop = _green_loop()
-    if loop is None:
-        return wrapped(*args, **kwargs)
-    waiting = bool(instance.size_cond._waiters or instance._max_connecting_cond._waiters)
-    wrapped(*args, **kwargs)
-    if waiting:
-        _yield_now(loop)
-
-
 def cond_wait_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Wrapper for ``_cond_wait(condition, timeout)``, shared with the topology patch."""
     loop = _green_loop()
@@ -93,12 +83,6 @@ PATCHES = [
         "Pool._get_conn",
         wrapper=_get_conn,
         why="wrap plain sockets before green use; detect blocking calls on the loop",
-    ),
-    Patch(
-        _MODULE,
-        "Pool.checkin",
-        wrapper=_checkin,
-        why="yield to a woken waiter so greenlets cannot barge and starve it",
     ),
     Patch(
         _MODULE,
