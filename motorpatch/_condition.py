@@ -79,11 +79,11 @@ def green_cond_wait(
         finished = True
     finally:
         condition._acquire_restore(saved)  # type: ignore[attr-defined]
-        if waiter.notified:
-            _add_handoffs(condition, -1)  # this greenlet runs now: the hand-off is done
         if not waiter.notified:
             with contextlib.suppress(ValueError):  # timed out: leave the waiter list
                 condition._waiters.remove(waiter)  # type: ignore[attr-defined]
-        elif not finished:
-            condition.notify()  # cancelled after being chosen: pass the wake-up on
+        else:
+            _add_handoffs(condition, -1)  # this greenlet runs now: the hand-off is done
+            if not finished:
+                condition.notify()  # cancelled after being chosen: pass the wake-up on
     return waiter.notified
