@@ -29,7 +29,10 @@ setup(
             "uvloop>=0.19",
             "trustme>=1.1",
             "mongoengine>=0.29",
+            "hypothesis>=6.100",
+            "selenium>=4.20",
         ],
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
         "lint": ["ruff>=0.6", "mypy>=1.10"],
     },
     classifiers=[
