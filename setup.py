@@ -15,7 +15,7 @@ setup(
     packages=find_packages(include=["motorpatch", "motorpatch.*"]),
     package_data={"motorpatch": ["py.typed"]},
     install_requires=[
-        "pymongo>=4.12,<4.21",
+        "pymongo>=4.9,<5",  # tested 4.9-4.20; newer 4.x with matching internals: a warning
         "greenlet>=3.0",
         "tornado>=6.0,<7",
         "wrapt>=2.5",  # handle-based unwrap_object, used by uninstall()

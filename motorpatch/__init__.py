@@ -8,16 +8,24 @@ PyMongo behaves exactly as before.
 
 from motorpatch._bridge import await_, green
 from motorpatch._install import install, is_installed, uninstall
-from motorpatch.errors import BlockingCallWarning, GreenContextError, UnsupportedVersionError
+from motorpatch._stats import stats
+from motorpatch.errors import (
+    BlockingCallWarning,
+    GreenContextError,
+    UnsupportedVersionError,
+    UntestedVersionWarning,
+)
 
 __all__ = [
     "BlockingCallWarning",
     "GreenContextError",
     "UnsupportedVersionError",
+    "UntestedVersionWarning",
     "await_",
     "green",
     "install",
     "is_installed",
+    "stats",
     "uninstall",
 ]
 

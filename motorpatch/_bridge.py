@@ -32,6 +32,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from greenlet import getcurrent
 from greenlet import greenlet as _greenlet
 
+from motorpatch._stats import _Counters, counters
 from motorpatch.errors import BlockingCallWarning, GreenContextError
 
 __all__ = ["await_", "green"]
@@ -60,14 +61,20 @@ def _green_loop() -> AbstractEventLoop | None:
     return None
 
 
-def _park(awaitable: Awaitable[Any]) -> Any:
+def _park(awaitable: Awaitable[Any], reason: str) -> Any:
     """Switch to the driving coroutine, which awaits ``awaitable`` on the loop.
 
     The caller must be green code (checked by the caller). Returns the result
     or raises the exception of the awaitable; a cancellation of the awaiting
-    task arrives here as ``asyncio.CancelledError``.
+    task arrives here as ``asyncio.CancelledError``. ``reason`` (one of
+    ``_stats.REASONS``) is what ``motorpatch.stats()`` reports meanwhile.
     """
-    return getcurrent().parent.switch(awaitable)
+    parked = counters().parked
+    parked[reason] += 1
+    try:
+        return getcurrent().parent.switch(awaitable)
+    finally:
+        parked[reason] -= 1
 
 
 def _wake(fut: Future[Any], value: Any) -> None:
@@ -75,13 +82,15 @@ def _wake(fut: Future[Any], value: Any) -> None:
         fut.set_result(value)
 
 
-def _park_until(loop: AbstractEventLoop, fut: Future[Any], timeout: float | None) -> Any:
+def _park_until(
+    loop: AbstractEventLoop, fut: Future[Any], timeout: float | None, reason: str
+) -> Any:
     """Park until ``fut`` is resolved, or until ``timeout`` seconds pass (result False)."""
     if timeout is None:
-        return _park(fut)
+        return _park(fut, reason)
     handle = loop.call_later(max(timeout, 0.0), _wake, fut, False)
     try:
-        return _park(fut)
+        return _park(fut, reason)
     finally:
         handle.cancel()
 
@@ -90,7 +99,7 @@ def _yield_now(loop: AbstractEventLoop) -> None:
     """Let every callback already scheduled on the loop run before continuing."""
     fut = loop.create_future()
     loop.call_soon(_wake, fut, None)
-    _park(fut)
+    _park(fut, "yield")
 
 
 # Fairness: when replies are already buffered, a resumed greenlet runs a whole
@@ -115,13 +124,15 @@ def _new_iteration() -> None:
     _slice.armed = None
 
 
-def _run_slice(resume: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+def _run_slice(counted: _Counters, resume: Callable[..., Any], *args: Any, **kw: Any) -> Any:
     """Resume the greenlet via ``resume`` and charge its CPU time to the current slice."""
     start = perf_counter()
     try:
         return resume(*args, **kw)
     finally:
-        _slice.spent += perf_counter() - start
+        spent = perf_counter() - start
+        _slice.spent += spent
+        counted.green_seconds += spent
 
 
 async def _wait_for_next_slice(loop: AbstractEventLoop) -> None:
@@ -132,6 +143,7 @@ async def _wait_for_next_slice(loop: AbstractEventLoop) -> None:
     timers and I/O callbacks that were due. Only an exhausted budget costs an
     extra iteration: none is added per operation.
     """
+    counters().deferrals += 1
     while _slice.spent >= _SLICE_BUDGET:
         # Arm a reset unless one is queued on this loop already. Re-checked on
         # every pass: greenlets resumed after the last reset may have spent the
@@ -149,17 +161,23 @@ async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str,
     task = _GreenTask(fn, getcurrent(), loop)
     # A copy of the caller's context, as asyncio gives each task.
     task.gr_context = contextvars.copy_context()
-    value = _run_slice(task.switch, *args, **kwargs)
-    while not task.dead:
-        try:
-            result = await value
-            if _slice.spent >= _SLICE_BUDGET:
-                await _wait_for_next_slice(loop)
-        except BaseException as exc:  # cancellation too: it is thrown into the greenlet
-            value = _run_slice(task.throw, exc)
-        else:
-            value = _run_slice(task.switch, result)
-    return cast(_R, value)
+    counted = counters()
+    counted.calls += 1
+    counted.in_flight += 1
+    try:
+        value = _run_slice(counted, task.switch, *args, **kwargs)
+        while not task.dead:
+            try:
+                result = await value
+                if _slice.spent >= _SLICE_BUDGET:
+                    await _wait_for_next_slice(loop)
+            except BaseException as exc:  # cancellation too: it is thrown into the greenlet
+                value = _run_slice(counted, task.throw, exc)
+            else:
+                value = _run_slice(counted, task.switch, result)
+        return cast(_R, value)
+    finally:
+        counted.in_flight -= 1
 
 
 _warned_not_installed = False
@@ -240,4 +258,4 @@ def await_(awaitable: Awaitable[_R]) -> _R:
             "decorated with @motorpatch.green that was awaited on a running event loop "
             "(from a coroutine, write 'await the_awaitable' instead)."
         )
-    return cast(_R, _park(awaitable))
+    return cast(_R, _park(awaitable, "await_"))

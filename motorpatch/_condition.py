@@ -63,7 +63,10 @@ def pending_handoffs(condition: threading.Condition) -> int:
 
 
 def green_cond_wait(
-    loop: AbstractEventLoop, condition: threading.Condition, timeout: float | None
+    loop: AbstractEventLoop,
+    condition: threading.Condition,
+    timeout: float | None,
+    reason: str = "pool wait",
 ) -> bool:
     """Wait on ``condition`` (its lock held) by parking; True if notified, as ``wait()``."""
     if not condition._is_owned():  # type: ignore[attr-defined]
@@ -75,7 +78,7 @@ def green_cond_wait(
     finished = False
     try:
         if timeout is None or timeout > 0:
-            _park_until(loop, fut, timeout)
+            _park_until(loop, fut, timeout, reason)
         finished = True
     finally:
         condition._acquire_restore(saved)  # type: ignore[attr-defined]

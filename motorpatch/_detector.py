@@ -13,6 +13,7 @@ import warnings
 from asyncio import _get_running_loop as _running_loop
 from types import FrameType
 
+from motorpatch._stats import counters
 from motorpatch.errors import BlockingCallWarning, GreenContextError
 
 __all__ = ["MODES", "check_blocking", "set_mode"]
@@ -43,6 +44,7 @@ def check_blocking() -> None:
     """
     if _mode == "ignore" or _running_loop() is None:
         return
+    counters().blocking += 1
     frame = _caller()
     where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "<unknown>"
     message = (

@@ -1,8 +1,9 @@
 """``install()``, ``uninstall()`` and ``is_installed()``: applying the patch registry.
 
-Thread-safe and idempotent. ``install()`` refuses an unsupported PyMongo
-before touching anything, applies every patch or none, and then checks that
-no loaded PyMongo module still holds an unpatched original by name.
+Thread-safe and idempotent. ``install()`` checks the shape of every PyMongo
+internal it patches before touching anything, applies every patch or none,
+and then checks that no loaded PyMongo module still holds an unpatched
+original by name.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import threading
 from typing import Literal
 
 from motorpatch import _detector
-from motorpatch._versions import check_pymongo_version
+from motorpatch._versions import check_pymongo
 from motorpatch.errors import UnsupportedVersionError
 from motorpatch.patches import REGISTRY
 from motorpatch.patches._registry import apply_all, find_stale_references, remove_all
@@ -35,8 +36,10 @@ def install(*, blocking: Literal["warn", "raise", "ignore"] = "warn") -> None:
         block the loop): ``"warn"`` emits :class:`BlockingCallWarning`,
         ``"raise"`` raises :class:`GreenContextError`, ``"ignore"`` does nothing.
     :raises ValueError: ``blocking`` is not one of those three strings.
-    :raises UnsupportedVersionError: the installed PyMongo is outside the
-        supported range; nothing is patched.
+    :raises UnsupportedVersionError: an internal of the installed PyMongo
+        that motorpatch patches is missing or changed; nothing is patched.
+        A PyMongo outside the tested range whose internals match is patched
+        with an :class:`UntestedVersionWarning`.
     """
     global _installed
     if blocking not in _detector.MODES:
@@ -48,7 +51,7 @@ def install(*, blocking: Literal["warn", "raise", "ignore"] = "warn") -> None:
         _detector.set_mode(blocking)
         if _installed:
             return
-        check_pymongo_version()
+        check_pymongo(REGISTRY)
         apply_all(REGISTRY)
         stale = find_stale_references(REGISTRY)
         if stale:

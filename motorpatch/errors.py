@@ -6,7 +6,12 @@ manner of SQLAlchemy's greenlet errors.
 
 from __future__ import annotations
 
-__all__ = ["BlockingCallWarning", "GreenContextError", "UnsupportedVersionError"]
+__all__ = [
+    "BlockingCallWarning",
+    "GreenContextError",
+    "UnsupportedVersionError",
+    "UntestedVersionWarning",
+]
 
 
 class BlockingCallWarning(RuntimeWarning):
@@ -30,8 +35,18 @@ class GreenContextError(RuntimeError):
 
 
 class UnsupportedVersionError(RuntimeError):
-    """The installed PyMongo is a version whose internals motorpatch has not verified.
+    """The installed PyMongo's internals differ from the ones motorpatch patches.
 
-    motorpatch patches PyMongo internals, so it refuses to guess: install a
-    PyMongo version in the supported range named in the message.
+    ``install()`` checks every internal it patches before touching any; the
+    message names each one that is missing or changed, and nothing is
+    patched. Install a PyMongo release in the tested range the message names.
+    """
+
+
+class UntestedVersionWarning(UserWarning):
+    """The installed PyMongo is outside the tested range, but its internals match.
+
+    ``install()`` patches it anyway, since every internal it needs has the
+    expected shape. Pin a tested PyMongo release, or silence the warning with
+    ``warnings.filterwarnings("ignore", category=motorpatch.UntestedVersionWarning)``.
     """

@@ -1,15 +1,23 @@
 """Every patch motorpatch applies to PyMongo, collected in one list.
 
 One module per PyMongo area declares its entries (:mod:`.pool`,
-:mod:`.topology`, :mod:`.sleep`, :mod:`.executor`); :data:`REGISTRY` is the whole set that
-``install()`` applies and ``uninstall()`` removes.
+:mod:`.topology`, :mod:`.network`, :mod:`.sleep`, :mod:`.executor`);
+:data:`REGISTRY` is the whole set that ``install()`` applies and
+``uninstall()`` removes. Each entry names the PyMongo releases that have its
+target (``since``/``until``) and the shape ``install()`` checks first.
 """
 
 from __future__ import annotations
 
-from motorpatch.patches import executor, pool, sleep, topology
+from motorpatch.patches import executor, network, pool, sleep, topology
 from motorpatch.patches._registry import Patch
 
 __all__ = ["REGISTRY", "Patch"]
 
-REGISTRY: list[Patch] = [*pool.PATCHES, *topology.PATCHES, *sleep.PATCHES, *executor.PATCHES]
+REGISTRY: list[Patch] = [
+    *pool.PATCHES,
+    *topology.PATCHES,
+    *network.PATCHES,
+    *sleep.PATCHES,
+    *executor.PATCHES,
+]

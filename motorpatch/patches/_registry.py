@@ -12,6 +12,7 @@ area, and collected in :mod:`motorpatch.patches`.
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import wrapt
 __all__ = ["Patch", "apply_all", "find_stale_references", "remove_all"]
 
 # The PyMongo releases each patched internal was read and tested against.
-CHECKED_ON = "PyMongo 4.12-4.20"
+CHECKED_ON = "PyMongo 4.9-4.20"
 
 
 @dataclass
@@ -37,6 +38,12 @@ class Patch:
     proxy: Callable[[Any], Any] | None = None  # wrapt object-proxy factory
     checked_on: str = CHECKED_ON
     since: tuple[int, int] | None = None  # first PyMongo (major, minor) that has the target
+    until: tuple[int, int] | None = None  # last PyMongo (major, minor) that has the target
+    undo: Callable[[], None] | None = None  # extra clean-up after removal (objects changed)
+    # Shape checked before patching: the parameters a replaced function may have (its
+    # own must be a prefix of these), and attributes a proxied object must have.
+    accepts: tuple[str, ...] | None = None
+    requires: tuple[str, ...] = ()
     original: Any = field(default=None, repr=False)
     handle: Any = field(default=None, repr=False)
 
@@ -45,8 +52,11 @@ class Patch:
         return f"{self.module}.{self.attr}"
 
     def applies(self) -> bool:
-        """Whether the installed PyMongo has the patched attribute (see ``since``)."""
-        return self.since is None or pymongo.version_tuple[:2] >= self.since
+        """Whether the installed PyMongo has the patched attribute (``since``..``until``)."""
+        version = tuple(pymongo.version_tuple[:2])
+        return (self.since is None or version >= self.since) and (
+            self.until is None or version <= self.until
+        )
 
     def resolve(self) -> Any:
         """The attribute as it is now (patched or not)."""
@@ -54,6 +64,25 @@ class Patch:
         for part in self.attr.split("."):
             obj = getattr(obj, part)
         return obj
+
+    def shape_problem(self) -> str | None:
+        """What differs from the shape motorpatch expects of the target, or None."""
+        try:
+            target = self.resolve()
+        except (ImportError, AttributeError):
+            return f"{self.target} does not exist"
+        if self.accepts is not None:
+            try:
+                params = tuple(inspect.signature(target).parameters)
+            except (TypeError, ValueError):
+                return f"{self.target} is not a Python function"
+            if params != self.accepts[: len(params)]:
+                expected = ", ".join(self.accepts)
+                return f"{self.target}({', '.join(params)}) no longer matches ({expected})"
+        missing = [name for name in self.requires if not hasattr(target, name)]
+        if missing:
+            return f"{self.target} has no {', '.join(missing)}"
+        return None
 
     def apply(self) -> None:
         module = importlib.import_module(self.module)
@@ -75,6 +104,8 @@ class Patch:
             raise RuntimeError(f"motorpatch could not restore {self.target} to its original")
         self.handle = None
         self.original = None
+        if self.undo is not None:
+            self.undo()
 
 
 def apply_all(patches: list[Patch]) -> None:

@@ -1,4 +1,5 @@
-"""Patches of ``pymongo.periodic_executor``: thread joins reachable from green code.
+"""Patches of ``pymongo.periodic_executor`` (``pymongo.synchronous.periodic_executor``
+before 4.11): thread joins reachable from green code.
 
 ``MongoClient.close()`` -> ``Topology.close()`` joins the SDAM events-executor
 thread (``PeriodicExecutor.join(1)``) whenever an SDAM or topology listener is
@@ -21,14 +22,20 @@ def _join(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     loop = _green_loop()
     if loop is None:
         return wrapped(*args, **kwargs)
-    return _park(loop.run_in_executor(None, lambda: wrapped(*args, **kwargs)))
+    return _park(loop.run_in_executor(None, lambda: wrapped(*args, **kwargs)), "thread join")
 
 
 PATCHES = [
     Patch(
-        "pymongo.periodic_executor",
+        module,
         "PeriodicExecutor.join",
         wrapper=_join,
         why="client.close() joins the events thread: park instead of blocking the loop",
-    ),
+        since=since,
+        until=until,
+    )
+    for module, since, until in (
+        ("pymongo.periodic_executor", (4, 11), None),
+        ("pymongo.synchronous.periodic_executor", None, (4, 10)),  # its home before 4.11
+    )
 ]

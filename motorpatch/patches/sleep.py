@@ -33,7 +33,7 @@ def green_sleep(seconds: float) -> None:
     if seconds <= 0:
         _yield_now(loop)
     else:
-        _park_until(loop, loop.create_future(), seconds)
+        _park_until(loop, loop.create_future(), seconds, "sleep")
 
 
 class _GreenTime(wrapt.BaseObjectProxy):  # type: ignore[misc,type-arg]
@@ -57,6 +57,7 @@ PATCHES = [
         proxy=_proxy,
         why=f"{module}: back-off sleeps park in green code",
         since=(4, 17),  # the first release with these back-off sleeps
+        requires=("sleep", "monotonic"),
     )
     for module in ("mongo_client", "client_session")
 ]

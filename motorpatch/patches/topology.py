@@ -1,23 +1,81 @@
 """Patches of ``pymongo.synchronous.topology``: server-selection waits.
 
-``_cond_wait`` (imported by name from ``pymongo.lock``) is where server
-selection waits for the monitor threads to report a suitable server. In
-green code the wait parks the greenlet; the monitor threads' plain
-``notify_all()`` wakes it thread-safely (see :mod:`motorpatch._condition`).
+Server selection waits on the topology's ``threading.Condition`` for the
+monitor threads to report a suitable server. In green code the wait parks
+the greenlet; the monitor threads' plain ``notify_all()`` wakes it
+thread-safely (see :mod:`motorpatch._condition`).
+
+- PyMongo 4.11+: the wait is ``_cond_wait`` (imported by name from
+  ``pymongo.lock``), wrapped like the pool's.
+- PyMongo 4.9-4.10: the topology calls ``self._condition.wait()`` directly
+  (in ``_select_servers_loop`` and ``request_check_all``). Those two methods
+  are wrapped; the first call gives the topology's condition the class
+  :class:`_GreenAwareCondition` (a ``threading.Condition`` whose ``wait``
+  parks in green code and is the original elsewhere). ``uninstall()`` gives
+  every such condition its class back.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
+from typing import Any
+
+from motorpatch._bridge import _green_loop
+from motorpatch._condition import green_cond_wait
 from motorpatch.patches._registry import Patch
 from motorpatch.patches.pool import cond_wait_wrapper
 
 __all__ = ["PATCHES"]
 
+_MODULE = "pymongo.synchronous.topology"
+
+
+class _GreenAwareCondition(threading.Condition):
+    """A ``threading.Condition`` whose ``wait`` parks in green code."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        loop = _green_loop()
+        if loop is None:
+            return super().wait(timeout)
+        return green_cond_wait(loop, self, timeout, "server selection")
+
+
+_upgraded: weakref.WeakSet[threading.Condition] = weakref.WeakSet()
+
+
+def _green_condition(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    condition = instance._condition
+    if type(condition) is threading.Condition:  # a user's own condition_class stays
+        condition.__class__ = _GreenAwareCondition
+        _upgraded.add(condition)
+    return wrapped(*args, **kwargs)
+
+
+def _restore_conditions() -> None:
+    for condition in list(_upgraded):
+        condition.__class__ = threading.Condition
+    _upgraded.clear()
+
+
 PATCHES = [
     Patch(
-        "pymongo.synchronous.topology",
+        _MODULE,
         "_cond_wait",
-        wrapper=cond_wait_wrapper,
+        wrapper=cond_wait_wrapper("server selection"),
         why="server selection waits park; monitor threads wake them thread-safely",
+        since=(4, 11),
+        accepts=("condition", "timeout"),
+    ),
+    *(
+        Patch(
+            _MODULE,
+            f"Topology.{method}",
+            wrapper=_green_condition,
+            why="server selection waits park; monitor threads wake them thread-safely",
+            until=(4, 10),
+            undo=_restore_conditions if method == "request_check_all" else None,
+        )
+        for method in ("_select_servers_loop", "request_check_all")
     ),
 ]

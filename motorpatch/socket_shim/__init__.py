@@ -6,9 +6,15 @@ built on loop readiness callbacks rather than one ``IOStream`` per connection.
 """
 
 from motorpatch.socket_shim.connect import (
+    green_configured_socket,
     green_configured_socket_interface,
     green_create_connection,
 )
 from motorpatch.socket_shim.green_socket import GreenSocket
 
-__all__ = ["GreenSocket", "green_configured_socket_interface", "green_create_connection"]
+__all__ = [
+    "GreenSocket",
+    "green_configured_socket",
+    "green_configured_socket_interface",
+    "green_create_connection",
+]

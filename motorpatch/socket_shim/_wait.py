@@ -21,14 +21,18 @@ _POLLIN = select.POLLIN | select.POLLPRI
 _POLLOUT = select.POLLOUT
 
 
-def _wait_green(loop: AbstractEventLoop, fd: int, write: bool, timeout: float | None) -> bool:
+def _wait_green(
+    loop: AbstractEventLoop, fd: int, write: bool, timeout: float | None, reason: str | None
+) -> bool:
     fut = loop.create_future()
     if write:
         loop.add_writer(fd, _wake, fut, True)
     else:
         loop.add_reader(fd, _wake, fut, True)
     try:
-        return bool(_park_until(loop, fut, timeout))
+        if reason is None:
+            reason = "socket write" if write else "socket read"
+        return bool(_park_until(loop, fut, timeout, reason))
     finally:
         if write:
             loop.remove_writer(fd)
@@ -48,14 +52,15 @@ def _wait_blocking(fd: int, write: bool, timeout: float | None) -> bool:
             return False
 
 
-def wait_fd(fd: int, *, write: bool, timeout: float | None) -> bool:
+def wait_fd(fd: int, *, write: bool, timeout: float | None, reason: str | None = None) -> bool:
     """Wait until ``fd`` is readable (or writable); False if ``timeout`` passed first.
 
     Parks the current greenlet when called from green code, else blocks the
     thread in ``poll()``. Errors and hang-ups count as ready, so the next
-    socket call reports them as the stdlib would.
+    socket call reports them as the stdlib would. ``reason`` is what
+    ``motorpatch.stats()`` reports while parked (default: socket read/write).
     """
     loop = _green_loop()
     if loop is not None:
-        return _wait_green(loop, fd, write, timeout)
+        return _wait_green(loop, fd, write, timeout, reason)
     return _wait_blocking(fd, write, timeout)

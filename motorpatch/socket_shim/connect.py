@@ -1,10 +1,11 @@
 """Green connection set-up: DNS, TCP connect and the TLS handshake, all parked.
 
-``green_configured_socket_interface`` is the green twin of PyMongo's
-``pool_shared._configured_socket_interface`` (checked on PyMongo 4.12-4.20):
-the same steps and socket options, the same exceptions, the same
-``SSLContext`` PyMongo built (certificate verification, hostname check and
-SNI untouched), but every wait parks the greenlet:
+``green_configured_socket`` is the green twin of PyMongo's socket set-up
+(``pool._configured_socket`` in PyMongo 4.9-4.11,
+``pool_shared._configured_socket_interface`` in 4.12-4.20): the same steps
+and socket options, the same exceptions, the same ``SSLContext`` PyMongo
+built (certificate verification, hostname check and SNI untouched), but
+every wait parks the greenlet:
 
 - DNS: ``loop.getaddrinfo`` (the loop's resolver thread pool, as Tornado's
   default resolver does); numeric hosts are resolved inline, without a thread.
@@ -13,7 +14,8 @@ SNI untouched), but every wait parks the greenlet:
 - TLS: ``SSLContext.wrap_socket(..., do_handshake_on_connect=False)`` and a
   ``do_handshake()`` loop that parks on want-read/want-write.
 
-It returns a ``NetworkingInterface`` holding a :class:`GreenSocket`.
+It returns a :class:`GreenSocket` (inside PyMongo's ``NetworkingInterface``
+from 4.12). Helpers that moved between releases come from :mod:`._pymongo`.
 """
 
 from __future__ import annotations
@@ -25,27 +27,29 @@ import ssl
 import time
 from typing import Any
 
-from pymongo import _csot, pool_shared
-from pymongo.network_layer import NetworkingInterface
-from pymongo.pool_shared import SSLErrors, _raise_connection_failure, _set_keepalive_times
-from pymongo.ssl_support import _has_sni
+from pymongo import _csot
 
 from motorpatch._bridge import _green_loop, _park, _park_until
+from motorpatch.socket_shim._pymongo import (
+    HAS_NETWORKING_INTERFACE,
+    SSLErrors,
+    get_ssl_session,
+    get_timeout_details,
+    has_sni,
+    raise_connection_failure,
+    set_keepalive_times,
+)
 from motorpatch.socket_shim._wait import wait_fd
 from motorpatch.socket_shim.green_socket import GreenSocket
 
-try:
-    from pymongo.helpers_shared import _get_timeout_details
-except ImportError:  # pragma: no cover - older 4.x keep it elsewhere
-    from pymongo.pool_shared import _get_timeout_details  # type: ignore[attr-defined,no-redef]
-
-__all__ = ["green_configured_socket_interface", "green_create_connection"]
+__all__ = [
+    "green_configured_socket",
+    "green_configured_socket_interface",
+    "green_create_connection",
+]
 
 # PyMongo raises certificate failures as this class and re-raises them unwrapped.
 _CertificateError = ssl.SSLCertVerificationError
-
-# TLS session resumption arrived in PyMongo 4.18; older releases have no cache.
-_get_ssl_session = getattr(pool_shared, "_get_ssl_session", None)
 
 
 def _resolve(host: str, port: int, family: int) -> list[Any]:
@@ -57,7 +61,8 @@ def _resolve(host: str, port: int, family: int) -> list[Any]:
     loop = _green_loop()
     if loop is None:  # not green after all (e.g. a forked child): resolve as PyMongo does
         return socket.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
-    return list(_park(loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)))
+    resolving = loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+    return list(_park(resolving, "dns"))
 
 
 def _pause(seconds: float) -> None:
@@ -66,7 +71,7 @@ def _pause(seconds: float) -> None:
     if loop is None:
         time.sleep(seconds)
     else:
-        _park_until(loop, loop.create_future(), seconds)
+        _park_until(loop, loop.create_future(), seconds, "connect")
 
 
 def _connect(sock: socket.socket, address: Any, timeout: float | None) -> None:
@@ -86,7 +91,7 @@ def _connect(sock: socket.socket, address: Any, timeout: float | None) -> None:
         pause = min(pause * 2, 0.05)
     if err in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not wait_fd(sock.fileno(), write=True, timeout=remaining):
+        if not wait_fd(sock.fileno(), write=True, timeout=remaining, reason="connect"):
             raise TimeoutError("timed out")
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if err not in (0, errno.EISCONN):
@@ -129,7 +134,7 @@ def green_create_connection(address: tuple[str, int], options: Any) -> socket.so
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             timeout = _connect_timeout(options)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, True)
-            _set_keepalive_times(sock)
+            set_keepalive_times(sock)
             _connect(sock, sa, timeout)
             sock.settimeout(timeout)
             return sock
@@ -156,15 +161,17 @@ def _handshake(ssl_sock: ssl.SSLSocket, timeout: float | None) -> None:
             write = True
         remaining = None if deadline is None else deadline - time.monotonic()
         if (remaining is not None and remaining <= 0) or not wait_fd(
-            ssl_sock.fileno(), write=write, timeout=remaining
+            ssl_sock.fileno(), write=write, timeout=remaining, reason="tls handshake"
         ):
             raise TimeoutError("_ssl.c: The handshake operation timed out")
 
 
-def green_configured_socket_interface(
+def green_configured_socket(
     address: tuple[str, int], options: Any, ssl_session_cache: list[Any] | None = None
-) -> NetworkingInterface:
-    """Green twin of PyMongo's ``_configured_socket_interface`` (PyMongo 4.12-4.20).
+) -> GreenSocket:
+    """Green twin of PyMongo's ``_configured_socket`` (PyMongo 4.9-4.11; the socket part
+    of ``_configured_socket_interface`` since 4.12): a connected, configured
+    :class:`GreenSocket`, plain or TLS.
 
     Can raise ``socket.error``, ``ConnectionFailure`` or ``_CertificateError``,
     exactly as the original does for the same failure.
@@ -174,7 +181,7 @@ def green_configured_socket_interface(
     if ssl_context is None:
         green = GreenSocket(sock)
         green.settimeout(options.socket_timeout)
-        return NetworkingInterface(green)  # type: ignore[arg-type]
+        return green
 
     if not isinstance(ssl_context, ssl.SSLContext):
         sock.close()
@@ -190,7 +197,7 @@ def green_configured_socket_interface(
     try:
         ssl_sock = ssl_context.wrap_socket(
             sock,
-            server_hostname=host if _has_sni(True) else None,
+            server_hostname=host if has_sni() else None,
             session=session,
             do_handshake_on_connect=False,
         )
@@ -201,8 +208,8 @@ def green_configured_socket_interface(
         raise
     except (OSError, *SSLErrors) as exc:
         (ssl_sock or sock).close()
-        details = _get_timeout_details(options)
-        _raise_connection_failure(address, exc, "SSL handshake failed: ", timeout_details=details)
+        details = get_timeout_details(options)
+        raise_connection_failure(address, exc, "SSL handshake failed: ", timeout_details=details)
     except BaseException:  # e.g. asyncio.CancelledError while parked in the handshake
         (ssl_sock or sock).close()
         raise
@@ -216,10 +223,23 @@ def green_configured_socket_interface(
         except _CertificateError:
             ssl_sock.close()
             raise
-    if ssl_session_cache is not None and _get_ssl_session is not None:
-        new_session = _get_ssl_session(ssl_sock)
+    if ssl_session_cache is not None and get_ssl_session is not None:
+        new_session = get_ssl_session(ssl_sock)
         if new_session is not None:
             ssl_session_cache[0] = new_session
     green = GreenSocket(ssl_sock)
     green.settimeout(options.socket_timeout)
-    return NetworkingInterface(green)  # type: ignore[arg-type]
+    return green
+
+
+def green_configured_socket_interface(
+    address: tuple[str, int], options: Any, ssl_session_cache: list[Any] | None = None
+) -> Any:
+    """Green twin of PyMongo's ``_configured_socket_interface`` (PyMongo 4.12-4.20):
+    :func:`green_configured_socket` inside PyMongo's ``NetworkingInterface``."""
+    assert HAS_NETWORKING_INTERFACE, "PyMongo < 4.12 has no NetworkingInterface"
+    from pymongo.network_layer import NetworkingInterface
+
+    return NetworkingInterface(
+        green_configured_socket(address, options, ssl_session_cache)  # type: ignore[arg-type]
+    )

@@ -40,6 +40,7 @@ import motorpatch
 from motorpatch._bridge import _green_loop
 from motorpatch.socket_shim.green_socket import GreenSocket
 from support.loops import run_on
+from support.pymongo_compat import pooled_socket
 
 PARITY_DB = "motorpatch_parity"
 MODES = ("plain", "green")
@@ -78,7 +79,7 @@ def pooled_sockets(client: Any) -> list[Any]:
     """The raw sockets of every connection idle in the client's pools."""
     socks = []
     for server in client._get_topology()._servers.values():
-        socks.extend(conn.conn.conn for conn in server.pool.conns)
+        socks.extend(pooled_socket(conn) for conn in server.pool.conns)
     return socks
 
 

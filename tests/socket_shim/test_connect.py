@@ -30,18 +30,18 @@ from typing import Any
 
 import pymongo
 import pytest
-from pymongo import pool_shared
 from pymongo.errors import NetworkTimeout, ServerSelectionTimeoutError
 from pymongo.pool_options import PoolOptions
 
 import motorpatch
-from motorpatch.socket_shim import GreenSocket, green_configured_socket_interface
+from motorpatch.socket_shim import GreenSocket, green_configured_socket
 from motorpatch.socket_shim import green_create_connection as green_connect
 from support.loops import LagTicker, run_on
+from support.pymongo_compat import create_connection, plain_configured_socket, pooled_socket
 from support.servers import free_port
 
 pytestmark = pytest.mark.usefixtures("installed")
-plain_tls, green_tls = pool_shared._configured_socket_interface, green_configured_socket_interface
+plain_tls, green_tls = plain_configured_socket, green_configured_socket
 
 
 def _outcome(fn: Callable[[], Any]) -> Any:
@@ -58,7 +58,7 @@ def _in_green(kind: str, fn: Callable[[], Any], timeout: float = 20.0) -> Any:
 
 
 def _pool_sockets(client: Any) -> list[Any]:
-    return [c.conn.conn for s in client._topology._servers.values() for c in s.pool.conns]
+    return [pooled_socket(c) for s in client._topology._servers.values() for c in s.pool.conns]
 
 
 def _describe(sock: socket.socket) -> tuple[Any, ...]:
@@ -109,7 +109,7 @@ def test_green_dns_resolves_names_off_the_loop_and_ips_inline(loop_kind, server_
 
     green = _in_green(loop_kind, connect_all)
     for host in ("127.0.0.1", "localhost"):
-        with pool_shared._create_connection((host, port), opts) as plain:
+        with create_connection((host, port), opts) as plain:
             assert green[host][0] == _describe(plain)
     assert green["127.0.0.1"][1] == 0, "an IP literal went to the resolver thread pool"
     if loop_kind != "uvloop":  # uvloop resolves on libuv's own threads, not the executor
@@ -121,7 +121,7 @@ def test_connection_refused_is_the_same_error_as_plain(loop_kind, host):
     address, opts = (host, free_port()), PoolOptions(connect_timeout=5.0)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(address, timeout=5)
-    plain = _outcome(lambda: pool_shared._create_connection(address, opts))
+    plain = _outcome(lambda: create_connection(address, opts))
     assert plain[0] is ConnectionRefusedError
     assert _in_green(loop_kind, lambda: _outcome(lambda: green_connect(address, opts))) == plain
     assert _outcome(lambda: green_connect(address, opts)) == plain  # a plain thread, no loop
@@ -143,7 +143,7 @@ def test_connect_timeout_is_the_same_error_as_plain(loop_kind, silent_address, b
         with pymongo.timeout(limit if bound == "CSOT" else None):
             return _outcome(lambda: fn(silent_address, opts)), time.monotonic() - start
 
-    plain, plain_took = connect(pool_shared._create_connection)
+    plain, plain_took = connect(create_connection)
     assert plain == (TimeoutError, "timed out")
 
     async def main() -> tuple[Any, LagTicker]:
@@ -172,7 +172,7 @@ def test_unix_socket_connect_waits_for_room_like_plain(loop_kind, tmp_path):
             with connect((path, None), opts) as sock:
                 return sock.getpeername()
 
-        t = threading.Thread(target=lambda: got.append(peer(pool_shared._create_connection)),
+        t = threading.Thread(target=lambda: got.append(peer(create_connection)),
                              daemon=True)
         t.start()
         make_room()  # for the plain connect, whether it is waiting already or not
@@ -225,10 +225,9 @@ def test_green_tls_handshake_outcome_is_the_same_as_plain(loop_kind, case, tls, 
     opts = tls_client(port, connect=False, **options).options.pool_options
 
     def handshake(fn: Callable[..., Any]) -> Any:
-        iface = _outcome(lambda: fn(("localhost", port), opts))
-        if isinstance(iface, tuple):
-            return iface
-        sock = iface.conn
+        sock = _outcome(lambda: fn(("localhost", port), opts))
+        if isinstance(sock, tuple):
+            return sock
         try:
             return type(sock.raw if isinstance(sock, GreenSocket) else sock), sock.version()
         finally:
@@ -270,7 +269,7 @@ def test_client_certificate_is_presented_plain_and_green(loop_kind, tls, tls_pro
     no_cert = tls_client(proxy.port, serverSelectionTimeoutMS=500)
 
     def first_read_fails(fn: Callable[..., Any]) -> bool:
-        sock = fn(("localhost", proxy.port), no_cert.options.pool_options).conn
+        sock = fn(("localhost", proxy.port), no_cert.options.pool_options)
         sock.settimeout(5)
         got = _outcome(lambda: sock.recv(16))
         sock.close()
@@ -299,10 +298,10 @@ def test_loop_ticks_while_the_tls_handshake_waits(loop_kind, tls, tls_proxy, tls
             proxy.release()
             return await task, during
 
-    iface, during = run_on(loop_kind, main)
-    iface.conn.close()
+    sock, during = run_on(loop_kind, main)
+    sock.close()
     assert proxy.released_in_time == [True], "the handshake blocked the loop"
-    assert isinstance(iface.conn, GreenSocket) and isinstance(iface.conn.raw, ssl.SSLSocket)
+    assert isinstance(sock, GreenSocket) and isinstance(sock.raw, ssl.SSLSocket)
     assert during >= 10, "the loop did not tick while the handshake waited"
 
 

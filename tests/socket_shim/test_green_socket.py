@@ -25,12 +25,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from pymongo.network_layer import NetworkingInterface, receive_data
-from pymongo.pool_shared import _CancellationContext
+from pymongo.socket_checker import SocketChecker
 
 import motorpatch
 from motorpatch.socket_shim import GreenSocket
 from support.loops import LOOP_KINDS, LagTicker, run_on
+from support.pymongo_compat import CancellationContext, connection_holder, receive_data
 
 CHUNKS = [os.urandom(1 + (i * 37) % 97) for i in range(60)]
 PAYLOAD = b"".join(CHUNKS)
@@ -189,10 +189,10 @@ def test_waiting_reads_park_while_the_loop_ticks(loop_kind, pair):
     a, b = pair()
     g = GreenSocket(a)
     g.settimeout(5)  # a blocked loop ends in TimeoutError here, not in a hang
-    iface = NetworkingInterface(g)  # type: ignore[arg-type]
+    holder = connection_holder(g)
     conn = SimpleNamespace(  # what receive_data uses of PyMongo's Connection
-        conn=iface, cancel_context=_CancellationContext(), is_sdam=False,
-        set_conn_timeout=iface.settimeout,
+        conn=holder, cancel_context=CancellationContext(), is_sdam=False,
+        set_conn_timeout=holder.settimeout, socket_checker=SocketChecker(),
     )
 
     @motorpatch.green
