@@ -23,6 +23,7 @@ import functools
 import inspect
 import threading
 import warnings
+import weakref
 from asyncio import AbstractEventLoop, Future
 from asyncio import _get_running_loop as _running_loop
 from collections.abc import Awaitable, Callable, Coroutine
@@ -155,10 +156,24 @@ async def _wait_for_next_slice(loop: AbstractEventLoop) -> None:
         await asyncio.sleep(0)
 
 
+# Every green greenlet not yet collected, for uninstall()'s check (weak: no leak).
+_live: weakref.WeakSet[_GreenTask] = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+def unfinished_on_open_loops() -> int:
+    """Green calls started and not finished whose loop is not closed (any thread)."""
+    with _live_lock:
+        tasks = list(_live)
+    return sum(1 for t in tasks if not t.dead and not t.motorpatch_loop.is_closed())
+
+
 async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _R:
     """Run ``fn`` in a new green greenlet, awaiting on its behalf until it returns."""
     loop = cast(AbstractEventLoop, _running_loop())
     task = _GreenTask(fn, getcurrent(), loop)
+    with _live_lock:
+        _live.add(task)
     # A copy of the caller's context, as asyncio gives each task.
     task.gr_context = contextvars.copy_context()
     counted = counters()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Literal
 
-from motorpatch import _detector
+from motorpatch import _bridge, _detector
 from motorpatch._versions import check_pymongo
 from motorpatch.errors import UnsupportedVersionError
 from motorpatch.patches import REGISTRY
@@ -70,11 +70,22 @@ def uninstall() -> None:
 
     Connections already wrapped in a green socket keep working in plain code;
     new connections are plain PyMongo sockets again.
+
+    :raises RuntimeError: green calls are in flight (running or parked) on a
+        loop that is not closed; nothing is changed. Await or cancel them first.
     """
     global _installed
     with _lock:
         if not _installed:
             return
+        busy = _bridge.unfinished_on_open_loops()
+        if busy:
+            raise RuntimeError(
+                f"motorpatch.uninstall() was called while {busy} green call(s) are in flight. "
+                "Unpatched, their next pool or server-selection wait would block the event "
+                "loop's thread, and could deadlock it. Await or cancel them first (for example, "
+                "uninstall after the loop has finished); nothing was changed."
+            )
         remove_all(REGISTRY)
         _installed = False
 

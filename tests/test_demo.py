@@ -162,6 +162,25 @@ def test_json_api_round_trip_and_health(run_board: RunBoard) -> None:
         assert response.code == 400 and json.loads(response.body)["error"]
 
 
+def test_stats_page_shows_requests_parked_on_the_database(run_board: RunBoard, proxy: Any) -> None:
+    """While GETs wait on a hung server, /stats reports them in flight and parked on reads."""
+
+    async def test(board: Board) -> tuple[dict[str, Any], dict[str, Any]]:
+        await board.fetch("/api/messages")  # warm: a connection and server selection done
+        sent = proxy.requests
+        proxy.hang()
+        pending = [asyncio.ensure_future(board.fetch("/api/messages")) for _ in range(3)]
+        await asyncio.get_running_loop().run_in_executor(None, proxy.wait_requests, sent + 3)
+        during = json.loads((await board.fetch("/stats")).body)
+        proxy.resume()
+        await asyncio.gather(*pending)
+        return during, json.loads((await board.fetch("/stats")).body)
+
+    during, after = run_board(test, proxy.uri, {"maxConnecting": 3})
+    assert during["in_flight"] == 3 and during["parked"]["socket read"] == 3
+    assert after["in_flight"] == 0 and after["parked"]["socket read"] == 0
+
+
 def test_health_is_503_when_the_database_is_unreachable(run_board: RunBoard) -> None:
     async def test(board: Board) -> HTTPResponse:
         return await board.fetch("/healthz")

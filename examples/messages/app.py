@@ -225,6 +225,16 @@ class HealthHandler(BoardHandler):
         self.write({"status": "ok"})
 
 
+class StatsHandler(tornado.web.RequestHandler):
+    """``/stats``: :func:`motorpatch.stats` as JSON (green calls in flight, parked greenlets).
+
+    A plain coroutine-free handler: reading the snapshot does no I/O.
+    """
+
+    def get(self) -> None:
+        self.write(motorpatch.stats())
+
+
 def make_app(
     client: MongoClient[Message],
     *,
@@ -248,6 +258,7 @@ def make_app(
             tornado.web.url(r"/", PageHandler, board, name="board"),
             tornado.web.url(r"/api/messages", ApiMessagesHandler, board),
             tornado.web.url(r"/healthz", HealthHandler, {**board, "timeout": health_timeout}),
+            tornado.web.url(r"/stats", StatsHandler),
         ],
         template_path=str(TEMPLATES),
         autoescape="xhtml_escape",  # Tornado's default, spelled out: {{ }} output is escaped
