@@ -49,6 +49,14 @@ else:  # ... and before, on the topology's condition, and every read polls first
         (pymongo.synchronous.topology.Topology, "request_check_all"),
         (importlib.import_module("pymongo.synchronous.network"), "wait_for_read"),
     ]
+PATCHED += [  # mongodb+srv lookups; the resolver moved under synchronous/ in 4.12
+    (
+        importlib.import_module(
+            "pymongo.synchronous.srv_resolver" if VERSION >= (4, 12) else "pymongo.srv_resolver"
+        ),
+        "_resolve",
+    )
+]
 if VERSION >= (4, 17):  # the back-off sleeps arrived in 4.17
     PATCHED += [
         (pymongo.synchronous.mongo_client, "time"),

@@ -1,7 +1,8 @@
 """Every patch motorpatch applies to PyMongo, collected in one list.
 
 One module per PyMongo area declares its entries (:mod:`.pool`,
-:mod:`.topology`, :mod:`.network`, :mod:`.sleep`, :mod:`.executor`);
+:mod:`.topology`, :mod:`.network`, :mod:`.sleep`, :mod:`.executor`,
+:mod:`.dns`);
 :data:`REGISTRY` is the whole set that ``install()`` applies and
 ``uninstall()`` removes. Each entry names the PyMongo releases that have its
 target (``since``/``until``) and the shape ``install()`` checks first.
@@ -9,7 +10,7 @@ target (``since``/``until``) and the shape ``install()`` checks first.
 
 from __future__ import annotations
 
-from motorpatch.patches import executor, network, pool, sleep, topology
+from motorpatch.patches import dns, executor, network, pool, sleep, topology
 from motorpatch.patches._registry import Patch
 
 __all__ = ["REGISTRY", "Patch"]
@@ -20,4 +21,5 @@ REGISTRY: list[Patch] = [
     *network.PATCHES,
     *sleep.PATCHES,
     *executor.PATCHES,
+    *dns.PATCHES,
 ]

@@ -100,7 +100,8 @@ class Patch:
         # library's wrapper, ours is spliced out and theirs wraps the original.
         current = self.resolve()
         chain = list(wrapt.wrapper_chain(current))
-        if any(link is self.handle for link in chain) or chain[-1] is not self.original:
+        innermost = list(wrapt.wrapper_chain(self.original))[-1]
+        if any(link is self.handle for link in chain) or chain[-1] is not innermost:
             raise RuntimeError(f"motorpatch could not restore {self.target} to its original")
         self.handle = None
         self.original = None
@@ -123,10 +124,16 @@ def apply_all(patches: list[Patch]) -> None:
 
 
 def remove_all(patches: list[Patch]) -> None:
-    """Remove patches in reverse order of application."""
+    """Remove patches in reverse order of application; one that fails does not stop the rest."""
+    failed: list[RuntimeError] = []
     for patch in reversed(patches):
         if patch.handle is not None:
-            patch.remove()
+            try:
+                patch.remove()
+            except RuntimeError as exc:
+                failed.append(exc)
+    if failed:
+        raise failed[0]
 
 
 def find_stale_references(patches: list[Patch]) -> list[str]:
