@@ -48,10 +48,12 @@ class _GreenTask(_greenlet):  # type: ignore[misc]
     """A greenlet running green code; tagged with the loop that drives it."""
 
     motorpatch_loop: AbstractEventLoop
+    motorpatch_parked: str | None  # why it waits now (see _stats.REASONS), None if running
 
     def __init__(self, run: Callable[..., Any], parent: _greenlet, loop: AbstractEventLoop):
         super().__init__(run, parent)
         self.motorpatch_loop = loop
+        self.motorpatch_parked = None
 
 
 def _green_loop() -> AbstractEventLoop | None:
@@ -70,12 +72,12 @@ def _park(awaitable: Awaitable[Any], reason: str) -> Any:
     task arrives here as ``asyncio.CancelledError``. ``reason`` (one of
     ``_stats.REASONS``) is what ``motorpatch.stats()`` reports meanwhile.
     """
-    parked = counters().parked
-    parked[reason] += 1
+    current = getcurrent()
+    current.motorpatch_parked = reason
     try:
-        return getcurrent().parent.switch(awaitable)
+        return current.parent.switch(awaitable)
     finally:
-        parked[reason] -= 1
+        current.motorpatch_parked = None
 
 
 def _wake(fut: Future[Any], value: Any) -> None:
@@ -161,11 +163,11 @@ _live: weakref.WeakSet[_GreenTask] = weakref.WeakSet()
 _live_lock = threading.Lock()
 
 
-def unfinished_on_open_loops() -> int:
+def unfinished_on_open_loops() -> list[_GreenTask]:
     """Green calls started and not finished whose loop is not closed (any thread)."""
     with _live_lock:
         tasks = list(_live)
-    return sum(1 for t in tasks if not t.dead and not t.motorpatch_loop.is_closed())
+    return [t for t in tasks if not t.dead and not t.motorpatch_loop.is_closed()]
 
 
 async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _R:
@@ -178,21 +180,17 @@ async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str,
     task.gr_context = contextvars.copy_context()
     counted = counters()
     counted.calls += 1
-    counted.in_flight += 1
-    try:
-        value = _run_slice(counted, task.switch, *args, **kwargs)
-        while not task.dead:
-            try:
-                result = await value
-                if _slice.spent >= _SLICE_BUDGET:
-                    await _wait_for_next_slice(loop)
-            except BaseException as exc:  # cancellation too: it is thrown into the greenlet
-                value = _run_slice(counted, task.throw, exc)
-            else:
-                value = _run_slice(counted, task.switch, result)
-        return cast(_R, value)
-    finally:
-        counted.in_flight -= 1
+    value = _run_slice(counted, task.switch, *args, **kwargs)
+    while not task.dead:
+        try:
+            result = await value
+            if _slice.spent >= _SLICE_BUDGET:
+                await _wait_for_next_slice(loop)
+        except BaseException as exc:  # cancellation too: it is thrown into the greenlet
+            value = _run_slice(counted, task.throw, exc)
+        else:
+            value = _run_slice(counted, task.switch, result)
+    return cast(_R, value)
 
 
 _warned_not_installed = False

@@ -78,7 +78,7 @@ def uninstall() -> None:
     with _lock:
         if not _installed:
             return
-        busy = _bridge.unfinished_on_open_loops()
+        busy = len(_bridge.unfinished_on_open_loops())
         if busy:
             raise RuntimeError(
                 f"motorpatch.uninstall() was called while {busy} green call(s) are in flight. "

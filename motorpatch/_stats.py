@@ -1,9 +1,10 @@
 """``motorpatch.stats()``: a cheap snapshot of what green code is doing right now.
 
-Counters live per thread (each event loop runs on one thread, so the hot
-path updates them without a lock); ``stats()`` sums every thread's. Gauges
-(calls in flight, greenlets parked by reason) go back to zero when nothing
-runs; totals only grow.
+Totals live per thread (each event loop runs on one thread, so the hot path
+updates them without a lock); ``stats()`` sums every thread's. The gauges
+(calls in flight, greenlets parked by reason) are read off the live green
+greenlets themselves, counting only those whose loop is still open, so a
+call abandoned on a closed loop does not count as in flight forever.
 """
 
 from __future__ import annotations
@@ -30,15 +31,13 @@ REASONS = (
 
 
 class _Counters:
-    __slots__ = ("blocking", "calls", "deferrals", "green_seconds", "in_flight", "parked")
+    __slots__ = ("blocking", "calls", "deferrals", "green_seconds")
 
     def __init__(self) -> None:
-        self.in_flight = 0
         self.calls = 0
         self.deferrals = 0
         self.green_seconds = 0.0
         self.blocking = 0
-        self.parked = dict.fromkeys(REASONS, 0)
 
 
 _all: list[_Counters] = []
@@ -62,7 +61,8 @@ def stats() -> dict[str, Any]:
 
     Keys:
 
-    - ``in_flight``: green calls started and not yet finished, on every loop.
+    - ``in_flight``: green calls started and not yet finished, on every loop
+      that is still open.
     - ``parked``: greenlets parked right now, by reason: ``socket read``,
       ``socket write``, ``connect``, ``tls handshake``, ``dns``, ``pool wait``
       (maxPoolSize/maxConnecting), ``server selection``, ``sleep`` (PyMongo's
@@ -78,19 +78,21 @@ def stats() -> dict[str, Any]:
       ``deferrals`` (times a greenlet waited for the next loop iteration
       because the slice was spent).
 
-    Costs a few microseconds per thread that ever ran green code; safe to call
-    from a health endpoint, from any thread.
+    Costs about a microsecond per green call in flight; safe to call from a
+    health endpoint, from any thread.
     """
-    from motorpatch._bridge import _SLICE_BUDGET
+    from motorpatch._bridge import _SLICE_BUDGET, unfinished_on_open_loops
 
     with _all_lock:
         every = list(_all)
+    live = unfinished_on_open_loops()
     parked = dict.fromkeys(REASONS, 0)
-    for c in every:
-        for reason, n in list(c.parked.items()):
-            parked[reason] += n
+    for task in live:
+        reason = task.motorpatch_parked
+        if reason is not None:
+            parked[reason] += 1
     return {
-        "in_flight": sum(c.in_flight for c in every),
+        "in_flight": len(live),
         "parked": parked,
         "green_calls": sum(c.calls for c in every),
         "blocking_calls": sum(c.blocking for c in every),

@@ -153,3 +153,29 @@ def test_stats_from_another_thread_sees_the_loop_threads_calls(installed: None) 
 @pytest.mark.parametrize("reason", REASONS)
 def test_every_reason_is_documented(reason: str) -> None:
     assert f"``{reason}``" in (motorpatch.stats.__doc__ or "")
+
+
+def test_a_call_abandoned_on_a_closed_loop_is_not_in_flight(installed: None) -> None:
+    loop = asyncio.new_event_loop()
+    before = motorpatch.stats()["in_flight"]
+    never = loop.create_future()
+
+    @motorpatch.green
+    def parked_forever() -> None:
+        motorpatch.await_(never)
+
+    tasks: list[Any] = []
+
+    async def start() -> None:
+        tasks.append(asyncio.ensure_future(parked_forever()))
+        while _parked("await_") == 0:
+            await asyncio.sleep(0)
+
+    try:
+        loop.run_until_complete(start())
+        assert motorpatch.stats()["in_flight"] == before + 1
+    finally:
+        loop.close()  # without cancelling: the call stays parked for good
+    snap = motorpatch.stats()
+    assert snap["in_flight"] == before
+    assert snap["parked"]["await_"] == 0
