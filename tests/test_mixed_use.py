@@ -26,6 +26,7 @@ from pymongo.read_preferences import ReadPreference
 import motorpatch
 from motorpatch.socket_shim import GreenSocket
 from support.loops import TEST_TIMEOUT, LagTicker, run_on
+from support.pymongo_compat import pooled_socket
 
 pytestmark = pytest.mark.filterwarnings("error::motorpatch.BlockingCallWarning")
 
@@ -39,7 +40,7 @@ def _pool(client: Any) -> Any:
 
 def _sockets(pool: Any) -> list[Any]:
     """The socket objects of the idle connections in ``pool``."""
-    return [conn.conn.conn for conn in pool.conns]
+    return [pooled_socket(conn) for conn in pool.conns]
 
 
 def _round_trip(coll: Any, owner: str) -> dict[str, Any]:
@@ -361,12 +362,12 @@ def test_uninstall_when_idle_keeps_green_made_connections_for_plain_use(proxy, m
         await asyncio.gather(*[op() for _ in range(4)])
 
     run_on("asyncio", main)
-    green_conns = {conn.id: conn.conn.conn for conn in pool.conns}
+    green_conns = {conn.id: pooled_socket(conn) for conn in pool.conns}
     assert len(green_conns) == 4 and all(type(s) is GreenSocket for s in green_conns.values())
     motorpatch.uninstall()
 
     _round_trip(pc, "plain")  # one plain thread: reuses a pooled GreenSocket
-    assert {conn.id: conn.conn.conn for conn in pool.conns} == green_conns
+    assert {conn.id: pooled_socket(conn) for conn in pool.conns} == green_conns
     # Six plain threads at once: the four green connections plus two new, plain ones.
     errors: list[BaseException] = []
 
@@ -388,7 +389,7 @@ def test_uninstall_when_idle_keeps_green_made_connections_for_plain_use(proxy, m
     for t in threads:
         t.join(30)
     assert not errors, errors
-    by_id = {conn.id: conn.conn.conn for conn in pool.conns}
+    by_id = {conn.id: pooled_socket(conn) for conn in pool.conns}
     assert set(green_conns) <= set(by_id), "a green-made connection was discarded"
     new = [s for cid, s in by_id.items() if cid not in green_conns]
     assert new and all(type(s) is not GreenSocket for s in new)

@@ -26,6 +26,7 @@ from pymongo.read_preferences import Nearest, ReadPreference, Secondary
 import motorpatch
 from motorpatch.socket_shim.green_socket import GreenSocket
 from support.loops import LagTicker, run_on
+from support.pymongo_compat import pooled_socket
 
 pytestmark = pytest.mark.usefixtures("installed")
 
@@ -42,7 +43,7 @@ READ_PREFERENCES: dict[str, tuple[Any, set[str]]] = {
 
 def _green_sockets(client: Any) -> list[bool]:
     return [
-        type(conn.conn.conn) is GreenSocket
+        type(pooled_socket(conn)) is GreenSocket
         for server in client._get_topology()._servers.values()
         for conn in server.pool.conns
     ]
