@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pymongo
 import pytest
 from _mock import MockRun, Scripted, cursor, hangup, mock_env, steps
 from pymongo.errors import AutoReconnect, NotPrimaryError, OperationFailure
@@ -78,6 +79,9 @@ def test_retryable_read_after_not_writable_primary(parity, make_client):
     assert out.value == ([{"_id": 1, "v": "found"}], ["find", "find"])
 
 
+@pytest.mark.skipif(
+    pymongo.version_tuple[:2] < (4, 17), reason="PyMongo < 4.17 has no back-off sleep here"
+)
 def test_overload_back_off_retries_in_both_modes(parity, make_client):
     """SystemOverloadedError+RetryableError: PyMongo sleeps (back-off) and retries."""
     servers: list[Scripted] = []

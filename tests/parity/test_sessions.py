@@ -13,6 +13,7 @@ import asyncio
 import time
 from typing import Any
 
+import pymongo
 import pytest
 from _mock import MockRun, Scripted, mock_env, name_of, steps
 from bson import Timestamp
@@ -261,6 +262,9 @@ def test_with_transaction_retries_an_unknown_commit_result(parity, make_client):
     assert log[2][3] == {"w": "majority", "wtimeout": 10000}
 
 
+@pytest.mark.skipif(
+    pymongo.version_tuple[:2] < (4, 17), reason="PyMongo < 4.17 has no back-off sleep here"
+)
 def test_with_transaction_back_off_lets_other_green_calls_run(make_client, server_uri):
     """While with_transaction sleeps between attempts, other green find_ones complete.
 
