@@ -30,7 +30,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from time import perf_counter
 from typing import Any, ParamSpec, TypeVar, cast
 
-from greenlet import getcurrent
+from greenlet import GreenletExit, getcurrent
+from greenlet import error as _greenlet_error
 from greenlet import greenlet as _greenlet
 
 from motorpatch._stats import _Counters, counters
@@ -117,6 +118,7 @@ _SLICE_BUDGET = 0.002
 class _Slice(threading.local):
     spent = 0.0
     armed: AbstractEventLoop | None = None  # the loop on which a reset is scheduled
+    loop_seen: AbstractEventLoop | None = None  # the loop of this thread's last green call
 
 
 _slice = _Slice()
@@ -163,16 +165,42 @@ _live: weakref.WeakSet[_GreenTask] = weakref.WeakSet()
 _live_lock = threading.Lock()
 
 
+def _live_snapshot() -> list[_GreenTask]:
+    with _live_lock:
+        return list(_live)
+
+
 def unfinished_on_open_loops() -> list[_GreenTask]:
     """Green calls started and not finished whose loop is not closed (any thread)."""
-    with _live_lock:
-        tasks = list(_live)
-    return [t for t in tasks if not t.dead and not t.motorpatch_loop.is_closed()]
+    return [t for t in _live_snapshot() if not t.dead and not t.motorpatch_loop.is_closed()]
+
+
+def _reap_abandoned() -> None:
+    """End the green calls left parked on loops that were closed without cancelling them.
+
+    Nothing will ever resume them, and greenlet cannot collect a suspended
+    greenlet in a reference cycle, so they would keep their connections and
+    pool slots for good. ``GreenletExit`` unwinds each one (``finally`` blocks
+    run; PyMongo discards a connection interrupted mid-operation), as plain
+    code now, since its loop no longer runs. Only this thread's greenlets can
+    be switched to; another thread's are ended by that thread's next new loop.
+    """
+    for task in _live_snapshot():
+        if not task.dead and task.motorpatch_loop.is_closed():
+            try:
+                task.throw(GreenletExit)
+            except _greenlet_error:  # another thread's greenlet
+                continue
 
 
 async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _R:
     """Run ``fn`` in a new green greenlet, awaiting on its behalf until it returns."""
     loop = cast(AbstractEventLoop, _running_loop())
+    if _slice.loop_seen is not loop:  # a new loop on this thread: end what the old ones left
+        _slice.loop_seen = loop
+        _reap_abandoned()
+    if _slice.spent >= _SLICE_BUDGET:  # new calls wait their turn too, not only resumed ones
+        await _wait_for_next_slice(loop)
     task = _GreenTask(fn, getcurrent(), loop)
     with _live_lock:
         _live.add(task)
@@ -262,7 +290,8 @@ def await_(awaitable: Awaitable[_R]) -> _R:
     Raises :class:`motorpatch.GreenContextError` when called outside green
     code, where there is no coroutine to await on this function's behalf.
     """
-    if _green_loop() is None:
+    loop = _green_loop()
+    if loop is None:
         if inspect.iscoroutine(awaitable):
             awaitable.close()  # no "was never awaited" noise on top of our error
         raise GreenContextError(
@@ -270,5 +299,13 @@ def await_(awaitable: Awaitable[_R]) -> _R:
             "loop coroutine to await on its behalf. Call it only inside a function "
             "decorated with @motorpatch.green that was awaited on a running event loop "
             "(from a coroutine, write 'await the_awaitable' instead)."
+        )
+    if asyncio.isfuture(awaitable) and awaitable.get_loop() is not loop:
+        raise GreenContextError(
+            f"motorpatch.await_() got a future of another event loop ({awaitable.get_loop()!r}),"
+            f" but this green code runs on {loop!r}; a loop can only wait for its own futures. "
+            "Run that work on its own loop and wait for the result here: "
+            "motorpatch.await_(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, "
+            "other_loop)))."
         )
     return cast(_R, _park(awaitable, "await_"))

@@ -307,16 +307,10 @@ def test_asyncio_run_cancels_a_parked_green_call_and_the_next_loop_is_unaffected
     assert pc.find_one({"_id": doc["_id"]}) == doc
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="motorpatch bug: a green call left parked when its loop "
-    "is closed (not cancelled) is never collected: its greenlet's frames hold a "
-    "cycle back to its Task, so the pool slot and connection leak for good",
-)
 def test_a_green_call_abandoned_on_a_closed_loop_releases_its_connection(proxy, make_client, coll):
     """loop.run_until_complete + close (and Tornado's run_sync + close) do not cancel pending
-    tasks. A plain coroutine left so is closed when collected, running its ``finally``
-    blocks; a green call should release its connection the same way."""
+    tasks. The next green call on the thread ends such a call, so its connection and its
+    slot (maxPoolSize=1 here) are released: without that, the next call waits forever."""
     pc = _proxied(make_client, proxy, coll, maxPoolSize=1)
     pool = _pool(pc.database.client)
     motorpatch.install()
@@ -341,6 +335,13 @@ def test_a_green_call_abandoned_on_a_closed_loop_releases_its_connection(proxy, 
         del loop
         proxy.resume()
     gc.collect()
+
+    @motorpatch.green
+    def next_call() -> Any:
+        with pymongo.timeout(5):  # WaitQueueTimeoutError if the abandoned call kept the slot
+            return pc.find_one({"_id": doc["_id"]})
+
+    assert run_on("asyncio", next_call) == doc
     assert (pool.requests, pool.active_sockets) == (0, 0), "the abandoned call holds its slot"
 
 
@@ -489,8 +490,9 @@ def test_uninstall_with_green_calls_in_flight_is_refused(proxy, make_client, col
 def test_await_of_another_loops_future_fails_in_green_code_on_its_own_loop(
     loop_kind, make_client, coll
 ):
-    """Green code on loop A awaiting a future of loop B gets asyncio's RuntimeError; loop B
-    never drives it, and the green call goes on on loop A (the right way: wrap_future)."""
+    """Green code on loop A awaiting a future of loop B gets a GreenContextError naming the
+    fix; loop B never drives it, and the green call goes on on loop A (the right way:
+    wrap_future)."""
     client_coll = make_client()[coll.database.name][coll.name]
     motorpatch.install()
     other = asyncio.new_event_loop()
@@ -524,7 +526,7 @@ def test_await_of_another_loops_future_fails_in_green_code_on_its_own_loop(
         runner.join(10)
         other.close()
     print(f"await_ of another loop's future [{loop_kind}]: {error}")
-    assert "attached to a different loop" in error
+    assert "future of another event loop" in error and "run_coroutine_threadsafe" in error
     assert client_coll.find_one({"_id": after["_id"]}) == after
     assert value == "B"
 
