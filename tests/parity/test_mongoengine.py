@@ -32,23 +32,25 @@ from support.loops import LagTicker, run_on
 ALIAS = "motorpatch_parity_me"
 
 
-class Publisher(EmbeddedDocument):
+# Unique class names: MongoEngine keys its document registry (and the collection cache that
+# disconnect() resets) by class name, and examples/mongoengine_app has its own Author.
+class ParityPublisher(EmbeddedDocument):
     name = StringField(required=True)
     city = StringField()
 
 
-class Author(Document):
+class ParityAuthor(Document):
     name = StringField(required=True, unique=True)
     born = IntField()
     meta = {"db_alias": ALIAS, "collection": "authors"}
 
 
-class Book(Document):
+class ParityBook(Document):
     title = StringField(required=True)
     year = IntField()
     tags = ListField(StringField())
-    author = ReferenceField(Author, reverse_delete_rule=CASCADE)
-    publisher = EmbeddedDocumentField(Publisher)
+    author = ReferenceField(ParityAuthor, reverse_delete_rule=CASCADE)
+    publisher = EmbeddedDocumentField(ParityPublisher)
     meta = {"db_alias": ALIAS, "collection": "books", "indexes": ["year"]}
 
 
@@ -77,13 +79,13 @@ def me_env(server_uri: str, parity: Any) -> Any:
     return env
 
 
-def _library() -> dict[str, Author]:
-    ann = Author(name="Ann", born=1950).save()
-    bo = Author(name="Bo", born=1980).save()
-    press = Publisher(name="Loop Press", city="Oslo")
+def _library() -> dict[str, ParityAuthor]:
+    ann = ParityAuthor(name="Ann", born=1950).save()
+    bo = ParityAuthor(name="Bo", born=1980).save()
+    press = ParityPublisher(name="Loop Press", city="Oslo")
     for i in range(12):
-        Book(
-            title=f"Book {i:02d}",
+        ParityBook(
+            title=f"ParityBook {i:02d}",
             year=1990 + i * 3,
             tags=["even" if i % 2 == 0 else "odd", *(["classic"] if i < 4 else [])],
             author=ann if i % 3 else bo,
@@ -95,30 +97,30 @@ def _library() -> dict[str, Author]:
 def test_model_queries_updates_and_deletes(parity, me_env):
     def scenario(_: Any) -> Any:
         authors = _library()
-        recent = Book.objects(year__gte=2000, tags="even").order_by("-year")
-        by_ann = Book.objects(author=authors["ann"]).order_by("title").only("title")
-        in_ann = Book.objects(author__in=[authors["ann"]]).order_by("title").only("title")
-        first = Book.objects(publisher__city="Oslo").order_by("year").first()
+        recent = ParityBook.objects(year__gte=2000, tags="even").order_by("-year")
+        by_ann = ParityBook.objects(author=authors["ann"]).order_by("title").only("title")
+        in_ann = ParityBook.objects(author__in=[authors["ann"]]).order_by("title").only("title")
+        first = ParityBook.objects(publisher__city="Oslo").order_by("year").first()
         result: dict[str, Any] = {
             "recent": [(b.title, b.year) for b in recent],
             "by_ann": [b.title for b in by_ann],
             "in_ann": [b.title for b in in_ann],
             "ref": (first.title, first.author.name, first.publisher.name),
-            "count_classic": Book.objects(tags="classic").count(),
-            "distinct_years": sorted(Book.objects(tags="odd").distinct("year"))[:3],
+            "count_classic": ParityBook.objects(tags="classic").count(),
+            "distinct_years": sorted(ParityBook.objects(tags="odd").distinct("year"))[:3],
         }
-        result["updated"] = Book.objects(tags="classic").update(inc__year=100)
-        Book.objects(title="Book 05").update_one(push__tags="edited", set__year=1)
-        result["edited"] = Book.objects.get(title="Book 05").to_mongo().to_dict()
-        ann = Author.objects.get(name="Ann")
+        result["updated"] = ParityBook.objects(tags="classic").update(inc__year=100)
+        ParityBook.objects(title="ParityBook 05").update_one(push__tags="edited", set__year=1)
+        result["edited"] = ParityBook.objects.get(title="ParityBook 05").to_mongo().to_dict()
+        ann = ParityAuthor.objects.get(name="Ann")
         ann.born = 1951
         ann.save()
-        result["ann"] = Author.objects(born__lt=1960).first().born
-        result["deleted"] = Book.objects(year__gt=2020).delete()
+        result["ann"] = ParityAuthor.objects(born__lt=1960).first().born
+        result["deleted"] = ParityBook.objects(year__gt=2020).delete()
         authors["bo"].delete()  # CASCADE removes Bo's books
-        result["left"] = [b.title for b in Book.objects.order_by("title")]
+        result["left"] = [b.title for b in ParityBook.objects.order_by("title")]
         result["agg"] = list(
-            Book.objects.aggregate(
+            ParityBook.objects.aggregate(
                 [{"$group": {"_id": "$tags", "n": {"$sum": 1}}}, {"$sort": {"n": -1, "_id": 1}}]
             )
         )
@@ -127,44 +129,44 @@ def test_model_queries_updates_and_deletes(parity, me_env):
     out = parity.check(scenario, me_env, ids=True)
     v = out.value
     assert v["recent"] == [
-        ("Book 10", 2020),
-        ("Book 08", 2014),
-        ("Book 06", 2008),
-        ("Book 04", 2002),
+        ("ParityBook 10", 2020),
+        ("ParityBook 08", 2014),
+        ("ParityBook 06", 2008),
+        ("ParityBook 04", 2002),
     ]
     ann_books = [1, 2, 4, 5, 7, 8, 10, 11]
     # nx-27017 0.8.1 matches no document on equality with an ObjectId outside _id ($in works).
-    assert v["by_ann"] == ([] if parity.nx else [f"Book {i:02d}" for i in ann_books])
-    assert v["in_ann"] == [f"Book {i:02d}" for i in ann_books]
-    assert v["ref"] == ("Book 00", "Bo", "Loop Press")
+    assert v["by_ann"] == ([] if parity.nx else [f"ParityBook {i:02d}" for i in ann_books])
+    assert v["in_ann"] == [f"ParityBook {i:02d}" for i in ann_books]
+    assert v["ref"] == ("ParityBook 00", "Bo", "Loop Press")
     assert v["count_classic"] == 4
     assert v["updated"] == 4
     assert v["edited"]["tags"] == ["odd", "edited"]
     assert v["edited"]["author"] == "<oid>"
     assert v["ann"] == 1951
-    assert v["deleted"] == 5  # the 4 classics moved past 2020, and Book 11 (2023)
+    assert v["deleted"] == 5  # the 4 classics moved past 2020, and ParityBook 11 (2023)
     # CASCADE removes Bo's books (6, 9); on nx-27017 0.8.1 it removes none (its count of
     # {"author": {"$in": [oid]}, "_id": {"$nin": []}} is 0, though delete_many matches).
     left = [4, 5, 6, 7, 8, 9, 10] if parity.nx else [4, 5, 7, 8, 10]
-    assert v["left"] == [f"Book {i:02d}" for i in left]
+    assert v["left"] == [f"ParityBook {i:02d}" for i in left]
 
 
 def test_model_errors_alike(parity, me_env):
     def scenario(_: Any) -> Any:
-        Author(name="Ann").save()
+        ParityAuthor(name="Ann").save()
         seen = []
         for call in (
-            lambda: Author(name="Ann").save(),  # unique index
-            lambda: Book(year=1).save(),  # required title: client-side validation
-            lambda: Author.objects.get(name="Nobody"),
-            lambda: Book.objects(year__bogus=1).count(),
+            lambda: ParityAuthor(name="Ann").save(),  # unique index
+            lambda: ParityBook(year=1).save(),  # required title: client-side validation
+            lambda: ParityAuthor.objects.get(name="Nobody"),
+            lambda: ParityBook.objects(year__bogus=1).count(),
         ):
             try:
                 call()
                 seen.append(None)
             except Exception as exc:
                 seen.append(type(exc).__name__)
-        return seen, Author.objects.count()
+        return seen, ParityAuthor.objects.count()
 
     seen, count = parity.check(scenario, me_env).value
     assert seen == ["NotUniqueError", "ValidationError", "DoesNotExist", "InvalidQueryError"]
@@ -179,7 +181,7 @@ def test_twenty_green_model_queries_overlap_through_a_delayed_server(loop_kind, 
 
         @motorpatch.green
         def query(i: int) -> list[str]:
-            books = Book.objects(year__gte=1990 + i % 5, tags="even").order_by("year")
+            books = ParityBook.objects(year__gte=1990 + i % 5, tags="even").order_by("year")
             return [b.title for b in books.only("title")]
 
         async def main() -> tuple[float, list[list[str]], LagTicker]:
@@ -196,7 +198,7 @@ def test_twenty_green_model_queries_overlap_through_a_delayed_server(loop_kind, 
         expected = [query(i) for i in range(n)]  # no loop here: plain synchronous calls
 
     assert results == expected
-    assert results[0] == [f"Book {i:02d}" for i in range(0, 12, 2)]
+    assert results[0] == [f"ParityBook {i:02d}" for i in range(0, 12, 2)]
     print(
         f"mongoengine overlap[{loop_kind}]: {n} x {delay * 1000:.0f} ms in {elapsed * 1000:.0f} ms"
     )
