@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lag-seconds", type=float, default=0.5,
                    help="a second phase, with the 1 ms ticker, for the loop-lag figures")
     p.add_argument("--cpu", type=int, default=-1, help="pin this process to one CPU")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="open loop: offered operations/s spread over the --conc callers")
     args = p.parse_args(argv)
     if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
@@ -111,6 +113,88 @@ def blocking_ticker(lags: Lags, sleep: Any = time.sleep) -> None:
         lags.samples.append(max(0.0, time.perf_counter() - t0 - TICK))
 
 
+@dataclass
+class OpenLoop:
+    """The schedule of an open-loop cell and what it measured.
+
+    Caller ``i`` of ``conc`` starts its ``k``-th operation at ``t0 + (i + k * conc) / rate``
+    (or as soon as its previous one ends, if that is later), so together the callers offer
+    ``rate`` operations/s whatever the client's speed. Latency is counted from the scheduled
+    start, so time spent behind a late previous operation (queueing) counts. Operations
+    scheduled in the warm-up are not measured; the achieved rate is the operations that
+    ended inside the measured window divided by its length.
+    """
+
+    conc: int
+    rate: float
+    warmup: float
+    seconds: float
+    t0: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    done_in_window: int = 0
+    cpu: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter() + 0.05
+
+    @property
+    def window(self) -> tuple[float, float]:
+        w0 = self.t0 + self.warmup
+        return w0, w0 + self.seconds
+
+    def due(self, i: int, k: int) -> float | None:
+        """Caller ``i``'s ``k``-th scheduled start, or None once past the window."""
+        when = self.t0 + (i + k * self.conc) / self.rate
+        return when if when < self.window[1] else None
+
+    def record(self, scheduled: float, end: float) -> None:
+        w0, w1 = self.window
+        if scheduled >= w0:
+            self.latencies.append(end - scheduled)
+        if w0 <= end < w1:
+            self.done_in_window += 1
+
+    def result(self) -> dict[str, Any]:
+        s = sorted(self.latencies)
+
+        def pct(q: float) -> float | None:
+            return round(s[min(len(s) - 1, int(q * len(s)))] * 1000, 3) if s else None
+
+        cpu = self.cpu[1] - self.cpu[0] if len(self.cpu) == 2 else None
+        n = self.done_in_window
+        return {"offered_s": self.rate, "achieved_s": round(n / self.seconds, 1),
+                "op_p50_ms": pct(0.5), "op_p99_ms": pct(0.99), "op_max_ms": pct(1.0),
+                "scheduled": len(s), "cpu_us_op": round(cpu / n * 1e6, 1) if cpu and n else None}
+
+
+def open_loop_sync(op: Any, plan: OpenLoop, spawn: Any, sleep: Any = time.sleep) -> None:
+    """Run ``plan`` with blocking callers (threads, or gevent greenlets); ``spawn(fn, i)``
+    starts one caller and returns something with ``join()``. CPU is sampled at the window's
+    edges by a separate caller."""
+
+    def caller(i: int) -> None:
+        k = 0
+        while (due := plan.due(i, k)) is not None:
+            now = time.perf_counter()
+            if due > now:
+                sleep(due - now)
+            op()
+            plan.record(due, time.perf_counter())
+            k += 1
+
+    def sampler(_: int) -> None:
+        for edge in plan.window:
+            now = time.perf_counter()
+            if edge > now:
+                sleep(edge - now)
+            plan.cpu.append(time.process_time())
+
+    plan.start()
+    workers = [spawn(sampler, -1)] + [spawn(caller, i) for i in range(plan.conc)]
+    for w in workers:
+        w.join()
+
+
 class Meter:
     """CPU, wall and memory around the measured phase."""
 
@@ -143,5 +227,16 @@ def emit(args: argparse.Namespace, meter: Meter, ops: int, lags: Lags | None, **
         "python": sys.version.split()[0],
     }
     result.update(lags.stats() if lags else Lags().stats())
+    result.update(extra)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def emit_open(args: argparse.Namespace, plan: OpenLoop, lags: Lags, **extra: Any) -> None:
+    """The RESULT line of an open-loop cell (the ticker ran during the whole cell)."""
+    result: dict[str, Any] = {"client": args.client, "workload": args.workload,
+                              "conc": args.conc, "rate": args.rate, **plan.result(),
+                              "rss_peak_mb": round(rss_kb("VmHWM") / 1024, 1),
+                              "python": sys.version.split()[0]}
+    result.update(lags.stats())
     result.update(extra)
     print("RESULT " + json.dumps(result), flush=True)

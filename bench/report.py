@@ -61,10 +61,17 @@ def environment(command: str) -> dict[str, Any]:
 
 
 def _find(results: list[dict[str, Any]], **key: Any) -> dict[str, Any] | None:
+    """The first successful result matching ``key`` (mode 'closed' unless given)."""
+    key.setdefault("mode", "closed")
     for r in results:
-        if all(r.get(k) == v for k, v in key.items()) and "error" not in r:
+        if all(r.get(k, "closed" if k == "mode" else None) == v for k, v in key.items()) \
+                and "error" not in r:
             return r
     return None
+
+
+def _closed(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in results if r.get("mode", "closed") == "closed"]
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -78,7 +85,7 @@ def _fmt(x: Any, digits: int = 1) -> str:
 
 
 def table(results: list[dict[str, Any]], server: str, workload: str) -> list[str]:
-    rows = [r for r in results if r["server"] == server and r["workload"] == workload]
+    rows = [r for r in _closed(results) if r["server"] == server and r["workload"] == workload]
     if not rows:
         return []
     sync = _find(results, server=server, workload=workload, client="sync")
@@ -181,7 +188,90 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any], plots: list[st
     for server in SERVERS:
         for workload in WORKLOADS:
             lines += table(results, server, workload)
+    lines += open_table(results)
+    lines += http_table(results)
     return "\n".join(lines)
+
+
+def open_table(results: list[dict[str, Any]]) -> list[str]:
+    """Open loop: a fixed offered rate of find_one, latency from each scheduled start."""
+    rows = [r for r in results if r.get("mode") == "open"]
+    if not rows:
+        return []
+    lines = [
+        "### Open loop: `find_one` at a fixed offered rate; canned-reply responder, 10 ms delay",
+        "",
+        "Callers start operations on a fixed schedule (common.OpenLoop), whatever the client's "
+        "speed; latency counts from the scheduled start, so queueing behind a slow client counts. "
+        "The 1 ms ticker runs during the whole cell (its wake-ups are in CPU µs/op here).",
+        "",
+        "| offered/s | callers | client | achieved/s | achieved ÷ offered | op p50 ms | op p99 ms "
+        "| p99 ÷ raw | lag p50 ms | lag p99 ms | lag p99 ÷ raw | CPU µs/op | peak RSS MB |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["rate"], r["conc"])):
+        if "error" in r:
+            lines.append(f"| {r['rate']} | {r['conc']} | {r['client']} | failed: {r['error']} |"
+                         + " |" * 9)
+            continue
+        raw = _find(results, mode="open", client="raw-asyncio", rate=r["rate"],
+                    conc=r["conc"]) or {}
+        lines.append(
+            f"| {r['rate']:,} | {r['conc']:,} | {r['client']} | {_fmt(r['achieved_s'], 0)} "
+            f"| {_ratio(r['achieved_s'], r['rate'])} | {_fmt(r['op_p50_ms'], 2)} "
+            f"| {_fmt(r['op_p99_ms'], 2)} | {_ratio(r['op_p99_ms'], raw.get('op_p99_ms'))} "
+            f"| {_fmt(r.get('lag_p50_ms'), 2)} | {_fmt(r.get('lag_p99_ms'), 2)} "
+            f"| {_ratio(r.get('lag_p99_ms'), raw.get('lag_p99_ms'))} | {_fmt(r['cpu_us_op'])} "
+            f"| {_fmt(r['rss_peak_mb'])} |"
+        )
+    return [*lines, ""]
+
+
+HTTP_KINDS = {
+    "mp": "motorpatch: the demo's `make_app(client)` as shipped (`@green` handlers)",
+    "blocking": "the same PyMongo calls without motorpatch, blocking the IOLoop",
+    "executor": "the same PyMongo calls in a thread pool (`run_in_executor`)",
+    "pymongo-async": "an `async def` handler on `AsyncMongoClient`",
+    "motor": "an `async def` handler on Motor 3.7 `AsyncIOMotorClient`",
+}
+
+
+def http_table(results: list[dict[str, Any]]) -> list[str]:
+    """End-to-end: GET /api/messages of the demo app under a closed-loop HTTP load."""
+    rows = [r for r in results if r.get("mode") == "http"]
+    if not rows:
+        return []
+    lines = [
+        "### End to end: the demo's `GET /api/messages` (50 messages) on Tornado",
+        "",
+        "bench/worker_http.py serves it (one process, CPU 0); bench/loadgen.py drives it with "
+        "`conns` keep-alive HTTP/1.1 connections, each waiting for its response before the next "
+        "request. Latency is per request; CPU µs/req is the server process's. "
+        + "; ".join(f"`{k}`: {v}" for k, v in HTTP_KINDS.items()) + ".",
+        "",
+        "| server | conns | handler | req/s | req/s ÷ blocking | req/s ÷ executor | p50 ms "
+        "| p99 ms | CPU µs/req | CPU ÷ blocking | lag p50 ms | lag p99 ms | peak RSS MB |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    order = list(HTTP_KINDS)
+    for r in sorted(rows, key=lambda r: (r["server"], r["conc"], order.index(r["client"]))):
+        if "error" in r:
+            lines.append(f"| {r['server']} | {r['conc']} | {r['client']} | failed: "
+                         f"{r['error']} |" + " |" * 9)
+            continue
+        base = _find(results, mode="http", server=r["server"], conc=r["conc"],
+                     client="blocking") or {}
+        ex = _find(results, mode="http", server=r["server"], conc=r["conc"],
+                   client="executor") or {}
+        lines.append(
+            f"| {r['server']} | {r['conc']} | {r['client']} | {_fmt(r['req_s'], 0)} "
+            f"| {_ratio(r['req_s'], base.get('req_s'))} | {_ratio(r['req_s'], ex.get('req_s'))} "
+            f"| {_fmt(r['lat_p50_ms'], 2)} | {_fmt(r['lat_p99_ms'], 2)} "
+            f"| {_fmt(r['cpu_us_req'])} | {_ratio(r['cpu_us_req'], base.get('cpu_us_req'))} "
+            f"| {_fmt(r.get('lag_p50_ms'), 2)} | {_fmt(r.get('lag_p99_ms'), 2)} "
+            f"| {_fmt(r.get('rss_peak_mb'))} |"
+        )
+    return [*lines, ""]
 
 
 def plots(results: list[dict[str, Any]], outdir: Path, stem: str) -> list[str]:
@@ -196,11 +286,11 @@ def plots(results: list[dict[str, Any]], outdir: Path, stem: str) -> list[str]:
     written = []
     for field, label, fname in (("ops_s", "ops/s", "throughput"),
                                 ("lag_p99_ms", "loop lag p99 (ms)", "lag")):
-        servers = [s for s in SERVERS if any(r["server"] == s for r in results)]
+        servers = [s for s in SERVERS if any(r["server"] == s for r in _closed(results))]
         fig, axes = plt.subplots(1, len(servers), figsize=(5 * len(servers), 4), squeeze=False)
         for ax, server in zip(axes[0], servers, strict=True):
-            rows = [r for r in results if r["server"] == server and r["workload"] == "find_one"
-                    and r.get(field) is not None]
+            rows = [r for r in _closed(results) if r["server"] == server
+                    and r["workload"] == "find_one" and r.get(field) is not None]
             for client in sorted({r["client"] for r in rows}):
                 pts = sorted((r["conc"], r[field]) for r in rows if r["client"] == client)
                 if client == "sync":  # one thread: the same at every concurrency

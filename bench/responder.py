@@ -8,8 +8,10 @@ instead of streaming):
 
 - OP_QUERY ``isMaster``/``hello`` (the initial handshake) with OP_REPLY;
 - OP_MSG ``hello``/``isMaster``, ``ping``, ``endSessions``; ``find`` on a collection whose name
-  starts with ``big`` returns 100 documents of about 1 KB, any other ``find`` returns one small
-  document; ``insert`` answers ``n`` = number of documents sent; anything else ``{ok: 1}``.
+  starts with ``big`` returns 100 documents of about 1 KB, on ``messages`` the 50 newest posts of
+  the demo's message board (examples/messages: ``_id``, ``author``, ``text``, ``created_at``),
+  any other ``find`` returns one small document; ``insert`` answers ``n`` = number of documents
+  sent; anything else ``{ok: 1}``.
 
 ``--delay-ms`` delays every reply except the handshake ``hello`` with ``loop.call_later``, so
 other connections are served meanwhile. Replies are encoded once per (command, namespace) and
@@ -42,6 +44,14 @@ REPLY_FIELDS = struct.Struct("<iqii")  # responseFlags, cursorID, startingFrom, 
 SMALL_DOC = {"_id": 1, "name": "ada", "age": 36, "tags": ["a", "b"]}
 BIG_DOCS = [{"_id": i, "pad": "x" * 1000, "n": i} for i in range(100)]
 HANDSHAKE = {"hello", "ismaster"}
+# The demo board's GET /api/messages reads a page of 50 (bench/worker_http.py).
+_T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+MESSAGES = [
+    {"_id": bson.ObjectId(), "author": f"user{i % 7}",
+     "text": f"message {i}: " + "lorem ipsum dolor sit amet " * 3,
+     "created_at": _T0 - datetime.timedelta(seconds=i)}
+    for i in range(50)
+]
 
 
 def hello_reply(connection_id: int) -> dict[str, Any]:
@@ -66,7 +76,8 @@ def command_reply(name: str, body: dict[str, Any], ndocs: int) -> dict[str, Any]
     """The reply document for a non-handshake command (``name`` is the first key, lowercased)."""
     if name == "find":
         coll = str(body.get("find"))
-        batch = BIG_DOCS if coll.startswith("big") else [SMALL_DOC]
+        batch = (BIG_DOCS if coll.startswith("big")
+                 else MESSAGES if coll == "messages" else [SMALL_DOC])
         ns = f"{body.get('$db', 'test')}.{coll}"
         return {"cursor": {"firstBatch": batch, "id": 0, "ns": ns}, "ok": 1.0}
     if name == "insert":

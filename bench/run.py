@@ -33,16 +33,31 @@ LOOP_CLIENTS = ["mp-asyncio", "mp-uvloop", "mp-tornado", "pymongo-async", "motor
 SYNC_CLIENTS = ["sync", "threads", "gevent"]
 ALL_CLIENTS = ["sync", "threads", "gevent", *LOOP_CLIENTS]
 WORKLOADS = ["find_one", "find", "insert"]
+HTTP_KINDS = ["mp", "blocking", "executor", "pymongo-async", "motor"]
+OPEN_RATES = (1000, 2000)  # open loop: offered find_one/s over OPEN_CALLERS callers, 10 ms delay
+OPEN_CALLERS = 1000
 PINNED = hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
 
 
 def plan(quick: bool, clients: list[str]) -> list[dict[str, Any]]:
-    """The cells to run: dicts with server ('delay0', 'delay10', 'nx'), client, workload, conc."""
+    """The cells to run: dicts with mode ('closed', 'open', 'http'), server ('delay0',
+    'delay10', 'nx'), client (for 'http': the server kind), workload, conc (for 'http': the
+    load generator's connections), rate ('open': offered operations/s)."""
     cells: list[dict[str, Any]] = []
 
     def add(server: str, client: str, workload: str, conc: int) -> None:
         if client in clients and not (client == "sync" and conc != 1):
-            cells.append({"server": server, "client": client, "workload": workload, "conc": conc})
+            cells.append({"mode": "closed", "server": server, "client": client,
+                          "workload": workload, "conc": conc})
+
+    def add_open(client: str, rate: int, conc: int) -> None:
+        if client in clients:
+            cells.append({"mode": "open", "server": "delay10", "client": client,
+                          "workload": "find_one", "conc": conc, "rate": rate})
+
+    def add_http(server: str, kind: str, conns: int) -> None:
+        cells.append({"mode": "http", "server": server, "client": kind, "workload": "http",
+                      "conc": conns})
 
     if quick:
         for client in ["sync", "mp-asyncio", "raw-asyncio", "pymongo-async"]:
@@ -52,6 +67,8 @@ def plan(quick: bool, clients: list[str]) -> list[dict[str, Any]]:
         add("delay0", "mp-asyncio", "insert", 10)
         add("delay10", "mp-asyncio", "find_one", 10)
         add("nx", "mp-asyncio", "find_one", 1)
+        add_open("mp-asyncio", 200, 20)
+        add_http("delay0", "mp", 4)
         return cells
     for server in ("delay0", "delay10"):
         for workload in WORKLOADS:
@@ -63,6 +80,15 @@ def plan(quick: bool, clients: list[str]) -> list[dict[str, Any]]:
     for conc in (1, 10, 100):
         for client in ALL_CLIENTS:
             add("nx", client, "find_one", conc)
+    for rate in OPEN_RATES:
+        for client in ALL_CLIENTS:
+            if client != "sync":
+                add_open(client, rate, OPEN_CALLERS)
+    for server in ("delay0", "delay10"):
+        for conns in (10, 100):
+            for kind in HTTP_KINDS:
+                if kind != "motor" or "motor" in clients:
+                    add_http(server, kind, conns)
     return cells
 
 
@@ -118,20 +144,51 @@ def start_nx(workdir: Path) -> tuple[subprocess.Popen[bytes], int] | None:
     return proc, port
 
 
+def run_http(cell: dict[str, Any], port: int, seconds: float, warmup: float,
+             lag: float) -> tuple[str, str]:
+    """An end-to-end cell: bench/worker_http.py (CPU 0) driven by bench/loadgen.py (CPU 1)."""
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "worker_http.py"), "--kind", cell["client"],
+         "--port", str(port), *(["--cpu", "0"] if PINNED else [])],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        if not line.strip().isdigit():
+            return "", "server did not start: " + (server.communicate(timeout=10)[1] or "")
+        proc = subprocess.run(
+            [sys.executable, str(HERE / "loadgen.py"), "--port", line.strip(),
+             "--conns", str(cell["conc"]), "--seconds", str(seconds), "--warmup", str(warmup),
+             "--lag-seconds", str(lag), *(["--cpu", "1"] if PINNED else [])],
+            check=False, capture_output=True, text=True, timeout=60 + 5 * seconds,
+        )
+        return proc.stdout, proc.stderr
+    finally:
+        server.communicate(timeout=15)  # closes its stdin: it stops
+
+
 def run_cell(cell: dict[str, Any], port: int, seconds: float, warmup: float,
              lag: float) -> dict[str, Any]:
     worker = "worker_sync.py" if cell["client"] in SYNC_CLIENTS else "worker_loop.py"
     cmd = [sys.executable, str(HERE / worker), "--client", cell["client"],
            "--workload", cell["workload"], "--conc", str(cell["conc"]), "--port", str(port),
            "--seconds", str(seconds), "--warmup", str(warmup), "--lag-seconds", str(lag)]
+    if cell["mode"] == "open":
+        # a caller's period is conc / rate: warm up one whole period so all callers are going
+        cmd += ["--rate", str(cell["rate"])]
+        cmd[cmd.index("--warmup") + 1] = str(max(warmup, cell["conc"] / cell["rate"]))
     if PINNED:
         cmd += ["--cpu", "0"]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(
-            cmd, check=False, capture_output=True, text=True, timeout=60 + 5 * seconds
-        )
-        out, err = proc.stdout, proc.stderr
+        if cell["mode"] == "http":
+            out, err = run_http(cell, port, seconds, warmup, lag)
+        else:
+            proc = subprocess.run(
+                cmd, check=False, capture_output=True, text=True, timeout=60 + 5 * seconds
+            )
+            out, err = proc.stdout, proc.stderr
     except subprocess.TimeoutExpired as exc:
         out, err = str(exc.stdout or ""), "timeout"
     result: dict[str, Any] = dict(cell)
@@ -139,11 +196,23 @@ def run_cell(cell: dict[str, Any], port: int, seconds: float, warmup: float,
         if line.startswith("RESULT "):
             result.update(json.loads(line[7:]))
             result["conc"] = cell["conc"]
+            result["client"] = cell["client"]
             break
     else:
         result["error"] = (err.strip().splitlines() or ["no output"])[-1][:200]
     result["cell_s"] = round(time.perf_counter() - t0, 2)
     return result
+
+
+def status_line(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return str(r["error"])
+    if r["mode"] == "http":
+        return f"{r['req_s']:>9.0f} req/s {r['cpu_us_req']:>7} us/req p99 {r['lat_p99_ms']} ms"
+    if r["mode"] == "open":
+        return (f"{r['achieved_s']:>6.0f}/{r['rate']} ops/s p50 {r['op_p50_ms']} "
+                f"p99 {r['op_p99_ms']} ms lag p99 {r['lag_p99_ms']} ms")
+    return f"{r['ops_s']:>9.0f} ops/s {r['cpu_us_op']:>7} us/op"
 
 
 def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -155,7 +224,8 @@ def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for key, value in ok[0].items():
         if isinstance(value, float | int) and not isinstance(value, bool) and key != "conc":
             vals = sorted(r[key] for r in ok if isinstance(r.get(key), float | int))
-            out[key] = vals[len(vals) // 2]
+            mid = len(vals) // 2
+            out[key] = vals[mid] if len(vals) % 2 else round((vals[mid - 1] + vals[mid]) / 2, 3)
     out["runs"] = len(ok)
     if "ops_s" in out:
         spread = sorted(r["ops_s"] for r in ok)
@@ -193,10 +263,9 @@ def main() -> None:
                     continue
                 r = run_cell(cell, ports[cell["server"]], seconds, warmup, lag)
                 runs[i].append(r)
-                status = r.get("error") or f"{r['ops_s']:>9.0f} ops/s {r['cpu_us_op']:>7} us/op"
-                print(f"[{rep + 1}:{i + 1}/{len(cells)}] {cell['server']:7} "
-                      f"{cell['workload']:8} c={cell['conc']:<4} {cell['client']:14} {status}",
-                      flush=True)
+                print(f"[{rep + 1}:{i + 1}/{len(cells)}] {cell['mode']:6} {cell['server']:7} "
+                      f"{cell['workload']:8} c={cell['conc']:<4} {cell['client']:14} "
+                      f"{status_line(r)}", flush=True)
     finally:
         for proc, _ in responders.values():
             if proc.stdin:
@@ -213,11 +282,13 @@ def main() -> None:
     meta["seconds_per_cell"] = seconds
     meta["nx"] = bool(nx)
     out = Path(args.out or HERE / ("RESULTS-quick.md" if args.quick else "RESULTS.md"))
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     plots = [] if args.no_plots else report.plots(results, out.parent, out.stem)
     out.write_text(report.markdown(results, meta, plots))
     print(f"wrote {out} ({meta['duration_s']} s)")
-    failed = [f"{c['client']} {c['workload']} c={c['conc']} ({c['server']}): {r['error']}"
+    failed = [f"{c['mode']} {c['client']} {c['workload']} c={c['conc']} ({c['server']}): "
+              f"{r['error']}"
               for c, rs in zip(cells, runs, strict=True) for r in rs if "error" in r]
     if failed:  # timings are never asserted, but a client that cannot run is a failure
         print("cells that failed:\n  " + "\n  ".join(failed), file=sys.stderr)

@@ -21,9 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     Lags,
     Meter,
+    OpenLoop,
     async_op,
     asyncio_ticker,
     emit,
+    emit_open,
     parse_args,
     sync_op,
     uri,
@@ -106,9 +108,44 @@ def make_client(args: Any) -> tuple[Op, Callable[[], Awaitable[None]], dict[str,
     raise SystemExit(f"unknown client {name}")
 
 
+async def open_loop(op: Op, plan: OpenLoop) -> None:
+    """Run ``plan`` (see common.OpenLoop) with ``plan.conc`` coroutines."""
+
+    async def caller(i: int) -> None:
+        k = 0
+        while (due := plan.due(i, k)) is not None:
+            now = time.perf_counter()
+            if due > now:
+                await asyncio.sleep(due - now)
+            await op()
+            plan.record(due, time.perf_counter())
+            k += 1
+
+    async def sampler() -> None:
+        for edge in plan.window:
+            now = time.perf_counter()
+            if edge > now:
+                await asyncio.sleep(edge - now)
+            plan.cpu.append(time.process_time())
+
+    plan.start()
+    await asyncio.gather(sampler(), *(caller(i) for i in range(plan.conc)))
+
+
 async def cell(args: Any) -> None:
     meter = Meter()
     op, close, versions = make_client(args)
+    if args.rate:
+        await op()
+        plan = OpenLoop(args.conc, args.rate, args.warmup, args.seconds)
+        lags = Lags()
+        ticker = asyncio.ensure_future(asyncio_ticker(lags))
+        await open_loop(op, plan)
+        lags.running = False
+        await ticker
+        await close()
+        emit_open(args, plan, lags, loop=type(asyncio.get_running_loop()).__module__, **versions)
+        return
     await op()  # connect, select the server
     meter.rss_base = __import__("common").rss_kb()
     await drive(op, args.conc, args.warmup, None)

@@ -22,7 +22,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Lags, Meter, blocking_ticker, emit, parse_args, rss_kb, sync_op, uri
+from common import (
+    Lags,
+    Meter,
+    OpenLoop,
+    blocking_ticker,
+    emit,
+    emit_open,
+    open_loop_sync,
+    parse_args,
+    rss_kb,
+    sync_op,
+    uri,
+)
 
 
 def loop_until(db: Any, workload: str, deadline: float, counts: list[int], i: int) -> None:
@@ -67,6 +79,31 @@ def run_gevent(db: Any, workload: str, conc: int, seconds: float, lags: Lags | N
     return sum(counts)
 
 
+def run_open(args: Any, db: Any, versions: dict[str, str]) -> None:
+    """Open loop (common.OpenLoop) with ``conc`` threads or greenlets; ticker throughout."""
+    plan = OpenLoop(args.conc, args.rate, args.warmup, args.seconds)
+    lags = Lags()
+    if args.client == "gevent":
+        import gevent
+
+        spawn, sleep = gevent.spawn, gevent.sleep
+        ticker: Any = gevent.spawn(blocking_ticker, lags, gevent.sleep)
+    else:
+        threading.stack_size(256 * 1024)
+
+        def spawn(fn: Any, i: int) -> threading.Thread:
+            t = threading.Thread(target=fn, args=(i,))
+            t.start()
+            return t
+
+        sleep = time.sleep
+        ticker = spawn(lambda _: blocking_ticker(lags), -1)
+    open_loop_sync(lambda: sync_op(db, args.workload), plan, spawn, sleep)
+    lags.running = False
+    ticker.join()
+    emit_open(args, plan, lags, **versions)
+
+
 def main() -> None:
     args = parse_args()
     import pymongo
@@ -85,6 +122,10 @@ def main() -> None:
     client: Any = pymongo.MongoClient(uri(args.port, args.conc))
     db = client.bench
     sync_op(db, args.workload)
+    if args.rate:
+        run_open(args, db, versions)
+        client.close()
+        return
     meter.rss_base = rss_kb()
     if args.client == "sync":
         args.conc = 1
