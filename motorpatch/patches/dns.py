@@ -11,20 +11,12 @@ from 4.12.
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-
-from motorpatch._bridge import _green_loop, _park
 from motorpatch.patches._registry import Patch
+from motorpatch.patches.executor import in_thread_pool
 
 __all__ = ["PATCHES"]
 
-
-def _resolve(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    loop = _green_loop()
-    if loop is None:
-        return wrapped(*args, **kwargs)
-    return _park(loop.run_in_executor(None, functools.partial(wrapped, *args, **kwargs)), "dns")
+_resolve = in_thread_pool("dns")
 
 
 PATCHES = [
