@@ -30,8 +30,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from time import perf_counter
 from typing import Any, ParamSpec, TypeVar, cast
 
-from greenlet import GreenletExit, getcurrent
-from greenlet import error as _greenlet_error
+from greenlet import getcurrent
 from greenlet import greenlet as _greenlet
 
 from motorpatch._stats import _Counters, counters
@@ -118,7 +117,6 @@ _SLICE_BUDGET = 0.002
 class _Slice(threading.local):
     spent = 0.0
     armed: AbstractEventLoop | None = None  # the loop on which a reset is scheduled
-    loop_seen: AbstractEventLoop | None = None  # the loop of this thread's last green call
 
 
 _slice = _Slice()
@@ -175,30 +173,9 @@ def unfinished_on_open_loops() -> list[_GreenTask]:
     return [t for t in _live_snapshot() if not t.dead and not t.motorpatch_loop.is_closed()]
 
 
-def _reap_abandoned() -> None:
-    """End the green calls left parked on loops that were closed without cancelling them.
-
-    Nothing will ever resume them, and greenlet cannot collect a suspended
-    greenlet in a reference cycle, so they would keep their connections and
-    pool slots for good. ``GreenletExit`` unwinds each one (``finally`` blocks
-    run; PyMongo discards a connection interrupted mid-operation), as plain
-    code now, since its loop no longer runs. Only this thread's greenlets can
-    be switched to; another thread's are ended by that thread's next new loop.
-    """
-    for task in _live_snapshot():
-        if not task.dead and task.motorpatch_loop.is_closed():
-            try:
-                task.throw(GreenletExit)
-            except _greenlet_error:  # another thread's greenlet
-                continue
-
-
 async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _R:
     """Run ``fn`` in a new green greenlet, awaiting on its behalf until it returns."""
     loop = cast(AbstractEventLoop, _running_loop())
-    if _slice.loop_seen is not loop:  # a new loop on this thread: end what the old ones left
-        _slice.loop_seen = loop
-        _reap_abandoned()
     if _slice.spent >= _SLICE_BUDGET:  # new calls wait their turn too, not only resumed ones
         await _wait_for_next_slice(loop)
     task = _GreenTask(fn, getcurrent(), loop)
@@ -214,6 +191,11 @@ async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str,
             result = await value
             if _slice.spent >= _SLICE_BUDGET:
                 await _wait_for_next_slice(loop)
+        except GeneratorExit:
+            # This coroutine is being closed (collected), maybe on another thread or in
+            # the middle of other code: resuming the greenlet here could run its unwinding
+            # anywhere. Leave it; it is never resumed (see docs/troubleshooting.md).
+            raise
         except BaseException as exc:  # cancellation too: it is thrown into the greenlet
             value = _run_slice(counted, task.throw, exc)
         else:

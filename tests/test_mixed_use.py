@@ -307,10 +307,16 @@ def test_asyncio_run_cancels_a_parked_green_call_and_the_next_loop_is_unaffected
     assert pc.find_one({"_id": doc["_id"]}) == doc
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit: a green call left parked on a loop closed without cancelling it is "
+    "never resumed or collected (a suspended greenlet in a reference cycle), so it keeps its "
+    "connection and pool slot; ending it from another loop risked deadlocks (docs)",
+)
 def test_a_green_call_abandoned_on_a_closed_loop_releases_its_connection(proxy, make_client, coll):
     """loop.run_until_complete + close (and Tornado's run_sync + close) do not cancel pending
-    tasks. The next green call on the thread ends such a call, so its connection and its
-    slot (maxPoolSize=1 here) are released: without that, the next call waits forever."""
+    tasks. Wanted: such a call releases its connection and its slot (maxPoolSize=1 here);
+    today it keeps them and the next call times out."""
     pc = _proxied(make_client, proxy, coll, maxPoolSize=1)
     pool = _pool(pc.database.client)
     motorpatch.install()

