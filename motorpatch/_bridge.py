@@ -163,14 +163,11 @@ _live: weakref.WeakSet[_GreenTask] = weakref.WeakSet()
 _live_lock = threading.Lock()
 
 
-def _live_snapshot() -> list[_GreenTask]:
-    with _live_lock:
-        return list(_live)
-
-
 def unfinished_on_open_loops() -> list[_GreenTask]:
     """Green calls started and not finished whose loop is not closed (any thread)."""
-    return [t for t in _live_snapshot() if not t.dead and not t.motorpatch_loop.is_closed()]
+    with _live_lock:
+        tasks = list(_live)
+    return [t for t in tasks if not t.dead and not t.motorpatch_loop.is_closed()]
 
 
 async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _R:
