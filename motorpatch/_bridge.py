@@ -1,13 +1,16 @@
 """The greenlet <-> event loop bridge: ``green``, ``await_`` and parking.
 
-A green call is a coroutine (``_drive``) that owns one greenlet. The
-greenlet runs the user's synchronous function; whenever that code must wait
-(``await_`` of any awaitable, or an internal park on a future), it switches
-back to the coroutine with the awaitable, the coroutine ``await``s it on the
-loop and switches the result (or throws the exception) back in. This is the
-shape of SQLAlchemy's ``greenlet_spawn``/``await_only``: because a real
-coroutine does the awaiting, asyncio cancellation, ``asyncio.wait_for``,
-Tornado and contextvars all behave as they do for ordinary coroutines.
+A green call is a coroutine (``_drive``) that owns one greenlet (taken from
+a per-thread pool) for the call. The greenlet runs the user's synchronous
+function; whenever that code must ``await_`` an awaitable, it switches back
+to the coroutine with it, the coroutine ``await``s it on the loop and
+switches the result (or throws the exception) back in. This is the shape of
+SQLAlchemy's ``greenlet_spawn``/``await_only``: because a real coroutine does
+the awaiting, asyncio cancellation, ``asyncio.wait_for``, Tornado and
+contextvars all behave as they do for ordinary coroutines. The hot waits
+(socket readiness, timers, condition wake-ups) skip the future: the loop's
+callback switches straight into the greenlet (``_park_direct``), and the
+coroutine hears only of the call's end, or of an awaitable to await.
 
 Green greenlets are *tagged*, not tracked: "am I in green code, and on which
 loop?" is one attribute lookup on ``greenlet.getcurrent()`` plus a check that
@@ -27,13 +30,13 @@ import weakref
 from asyncio import AbstractEventLoop, Future
 from asyncio import _get_running_loop as _running_loop
 from collections.abc import Awaitable, Callable, Coroutine
-from time import perf_counter
 from typing import Any, ParamSpec, TypeVar, cast
 
-from greenlet import getcurrent
+from greenlet import GreenletExit, getcurrent
 from greenlet import greenlet as _greenlet
 
-from motorpatch._stats import _Counters, counters
+from motorpatch._fairness import _SLICE_BUDGET, _run_slice, _slice, _wait_for_next_slice
+from motorpatch._stats import counters
 from motorpatch.errors import BlockingCallWarning, GreenContextError
 
 __all__ = ["await_", "green"]
@@ -49,11 +52,19 @@ class _GreenTask(_greenlet):  # type: ignore[misc]
 
     motorpatch_loop: AbstractEventLoop
     motorpatch_parked: str | None  # why it waits now (see _stats.REASONS), None if running
+    motorpatch_busy: bool  # running a call (False while idle in the pool)
+    motorpatch_waker: _Waker | None  # the armed wake-up of a direct park
+    motorpatch_handoff: Future[None] | None  # what the driving coroutine awaits meanwhile
+    motorpatch_message: Any  # what a wake-up handed to the driving coroutine
 
     def __init__(self, run: Callable[..., Any], parent: _greenlet, loop: AbstractEventLoop):
         super().__init__(run, parent)
         self.motorpatch_loop = loop
         self.motorpatch_parked = None
+        self.motorpatch_busy = False
+        self.motorpatch_waker = None
+        self.motorpatch_handoff = None
+        self.motorpatch_message = None
 
 
 def _green_loop() -> AbstractEventLoop | None:
@@ -80,82 +91,22 @@ def _park(awaitable: Awaitable[Any], reason: str) -> Any:
         current.motorpatch_parked = None
 
 
-def _wake(fut: Future[Any], value: Any) -> None:
-    if not fut.done():
-        fut.set_result(value)
-
-
-def _park_until(
-    loop: AbstractEventLoop, fut: Future[Any], timeout: float | None, reason: str
-) -> Any:
-    """Park until ``fut`` is resolved, or until ``timeout`` seconds pass (result False)."""
-    if timeout is None:
-        return _park(fut, reason)
-    handle = loop.call_later(max(timeout, 0.0), _wake, fut, False)
+def _sleep(loop: AbstractEventLoop, seconds: float, reason: str) -> None:
+    """Park for ``seconds``; at 0, until the callbacks already queued on the loop have run."""
+    waker = _waker()
+    if seconds > 0:
+        handle: asyncio.Handle = loop.call_later(seconds, waker, None)
+    else:
+        handle = loop.call_soon(waker, None)
     try:
-        return _park(fut, reason)
+        _park_direct(waker, reason)
     finally:
         handle.cancel()
 
 
 def _yield_now(loop: AbstractEventLoop) -> None:
     """Let every callback already scheduled on the loop run before continuing."""
-    fut = loop.create_future()
-    loop.call_soon(_wake, fut, None)
-    _park(fut, "yield")
-
-
-# Fairness: when replies are already buffered, a resumed greenlet runs a whole
-# PyMongo operation without parking, and one loop iteration can resume dozens
-# of them back to back. Green code may run about this long (wall time spent
-# inside greenlets) before the loop gets a whole iteration to itself; greenlets
-# resumed after that wait for it, so timers and other requests are served in
-# between (docs/architecture.md).
-_SLICE_BUDGET = 0.002
-
-
-class _Slice(threading.local):
-    spent = 0.0
-    armed: AbstractEventLoop | None = None  # the loop on which a reset is scheduled
-
-
-_slice = _Slice()
-
-
-def _new_iteration() -> None:
-    _slice.spent = 0.0
-    _slice.armed = None
-
-
-def _run_slice(counted: _Counters, resume: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-    """Resume the greenlet via ``resume`` and charge its CPU time to the current slice."""
-    start = perf_counter()
-    try:
-        return resume(*args, **kw)
-    finally:
-        spent = perf_counter() - start
-        _slice.spent += spent
-        counted.green_seconds += spent
-
-
-async def _wait_for_next_slice(loop: AbstractEventLoop) -> None:
-    """Once green code has run ``_SLICE_BUDGET`` seconds, let the loop run a whole iteration.
-
-    The budget is reset by a callback scheduled ahead of every greenlet deferred
-    here, so the deferred ones resume (FIFO) in the next iteration, after the
-    timers and I/O callbacks that were due. Only an exhausted budget costs an
-    extra iteration: none is added per operation.
-    """
-    counters().deferrals += 1
-    while _slice.spent >= _SLICE_BUDGET:
-        # Arm a reset unless one is queued on this loop already. Re-checked on
-        # every pass: greenlets resumed after the last reset may have spent the
-        # budget again, and a reset armed on another loop (one that stopped
-        # before running it) never comes.
-        if _slice.armed is not loop:
-            _slice.armed = loop
-            loop.call_soon(_new_iteration)
-        await asyncio.sleep(0)
+    _sleep(loop, 0, "yield")
 
 
 # Every green greenlet not yet collected, for uninstall()'s check (weak: no leak).
@@ -167,37 +118,214 @@ def unfinished_on_open_loops() -> list[_GreenTask]:
     """Green calls started and not finished whose loop is not closed (any thread)."""
     with _live_lock:
         tasks = list(_live)
-    return [t for t in tasks if not t.dead and not t.motorpatch_loop.is_closed()]
+    return [
+        t for t in tasks if t.motorpatch_busy and not t.dead and not t.motorpatch_loop.is_closed()
+    ]
+
+
+# -- reused greenlets ------------------------------------------------------------------
+# Creating and freeing a greenlet costs about as much as a park, so a finished one
+# waits in its thread's pool for the next call (docs/architecture.md, "Decisions").
+_POOL_MAX = 1024
+
+
+class _Pool(threading.local):
+    idle: list[_GreenTask]
+
+    def __init__(self) -> None:
+        self.idle = []
+
+
+_pool = _Pool()
+
+
+def _green_main(job: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]) -> _Done:
+    """Body of every green greenlet: run jobs, hand back each outcome, wait for the next.
+
+    Holds no reference to itself (a suspended greenlet in a reference cycle is
+    never collected) and none to a finished call's values (``_finish`` empties
+    the outcome). Ends, returning the outcome, when the pool has no room for it.
+    """
+    while True:
+        fn, args, kwargs = job
+        del job
+        try:
+            outcome = _Done(fn(*args, **kwargs), None)
+        except GreenletExit:
+            raise  # killed (collected while suspended): die
+        except BaseException as exc:  # handed to the awaiter, who raises it
+            outcome = _Done(None, exc)
+        del fn, args, kwargs
+        if len(_pool.idle) >= _POOL_MAX:
+            return outcome
+        job = getcurrent().parent.switch(outcome)
+
+
+def _take_task(loop: AbstractEventLoop) -> _GreenTask:
+    """An idle pooled greenlet ready for a call on ``loop`` (or a new one)."""
+    here = getcurrent()
+    idle = _pool.idle
+    task = idle.pop() if idle else None
+    if task is None or task.parent is not here:
+        task = _GreenTask(_green_main, here, loop)
+        with _live_lock:
+            _live.add(task)
+    task.motorpatch_loop = loop
+    task.motorpatch_busy = True
+    # A copy of the caller's context, as asyncio gives each task.
+    task.gr_context = contextvars.copy_context()
+    return task
+
+
+def _recycle(task: _GreenTask) -> None:
+    task.motorpatch_busy = False
+    if not task.dead and len(_pool.idle) < _POOL_MAX:
+        task.gr_context = None  # do not keep the caller's context values alive
+        _pool.idle.append(task)
+
+
+# -- direct wake-ups -------------------------------------------------------------------
+# A socket wait does not go through a future: the loop's reader/writer (or timer)
+# callback switches straight into the parked greenlet, and the driving coroutine
+# hears of it only when the call ends or needs a real ``await`` (one future per call,
+# not one per wait, and no Task step per wait).
+
+
+class _Done:
+    """A green call's outcome, handed from its greenlet to its driving coroutine."""
+
+    __slots__ = ("exc", "value")
+
+    def __init__(self, value: Any, exc: BaseException | None) -> None:
+        self.value = value
+        self.exc = exc
+
+
+class _Resume:
+    """A direct wake-up deferred to the driving coroutine (budget spent, or foreign greenlet)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+_DIRECT = object()  # switched to the parent: "parked, a loop callback will resume me"
+
+
+class _Waker:
+    """Loop callback that resumes a greenlet parked by ``_park_direct``; one per wait."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, task: _GreenTask) -> None:
+        self.task = task
+
+    def __call__(self, value: Any) -> None:
+        task = self.task
+        if task.motorpatch_waker is not self:
+            return  # that wait is over (the other callback won, or it was cancelled)
+        task.motorpatch_waker = None
+        if (
+            _slice.spent >= _SLICE_BUDGET
+            or task.motorpatch_handoff is None
+            or getcurrent() is not task.parent
+        ):
+            _hand_off(task, _Resume(value))
+            return
+        try:
+            out = _run_slice(counters(), task.switch, value)
+        except BaseException as exc:  # the greenlet died outside _green_main's handler
+            out = _Done(None, exc)
+        if out is not _DIRECT:
+            _hand_off(task, out)
+
+
+def _hand_off(task: _GreenTask, message: Any) -> None:
+    """Give the driving coroutine ``message`` (a _Done, a _Resume or an awaitable)."""
+    task.motorpatch_message = message
+    fut = task.motorpatch_handoff
+    if fut is not None and not fut.done():
+        fut.set_result(None)
+
+
+def _waker() -> _Waker:
+    """A new waker for the current (green) greenlet's next ``_park_direct``."""
+    return _Waker(getcurrent())
+
+
+def _park_direct(waker: _Waker, reason: str) -> Any:
+    """Park until ``waker`` is called (it must be armed as a loop callback); return its value.
+
+    The caller must be green code, and must disarm the callbacks in a ``finally``.
+    """
+    current = getcurrent()
+    current.motorpatch_parked = reason
+    current.motorpatch_waker = waker
+    try:
+        return current.parent.switch(_DIRECT)
+    finally:
+        current.motorpatch_parked = None
+        current.motorpatch_waker = None
 
 
 async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _R:
-    """Run ``fn`` in a new green greenlet, awaiting on its behalf until it returns."""
+    """Run ``fn`` in a green greenlet, awaiting on its behalf until it returns."""
     loop = cast(AbstractEventLoop, _running_loop())
     if _slice.spent >= _SLICE_BUDGET:  # new calls wait their turn too, not only resumed ones
         await _wait_for_next_slice(loop)
-    task = _GreenTask(fn, getcurrent(), loop)
-    with _live_lock:
-        _live.add(task)
-    # A copy of the caller's context, as asyncio gives each task.
-    task.gr_context = contextvars.copy_context()
+    task = _take_task(loop)
     counted = counters()
     counted.calls += 1
-    value = _run_slice(counted, task.switch, *args, **kwargs)
-    while not task.dead:
+    value = _run_slice(counted, task.switch, (fn, args, kwargs))
+    while True:
+        if type(value) is _Done or task.dead:
+            return cast(_R, _finish(task, value))
         try:
-            result = await value
+            if value is _DIRECT:
+                task.motorpatch_handoff = loop.create_future()
+                try:
+                    await task.motorpatch_handoff
+                finally:
+                    task.motorpatch_handoff = None
+                value, task.motorpatch_message = task.motorpatch_message, None
+                if type(value) is not _Resume:
+                    continue  # finished, or parked on an awaitable
+                result = value.value
+            else:
+                result = await value
             if _slice.spent >= _SLICE_BUDGET:
                 await _wait_for_next_slice(loop)
         except GeneratorExit:
             # This coroutine is being closed (collected), maybe on another thread or in
             # the middle of other code: resuming the greenlet here could run its unwinding
             # anywhere. Leave it; it is never resumed (see docs/troubleshooting.md).
+            task.motorpatch_waker = None
             raise
         except BaseException as exc:  # cancellation too: it is thrown into the greenlet
+            task.motorpatch_waker = None  # a wake-up already queued must not resume it
+            pending, task.motorpatch_message = task.motorpatch_message, None
+            if type(pending) is _Done:  # it finished as the cancellation came
+                _finish(task, pending)
+                raise
             value = _run_slice(counted, task.throw, exc)
         else:
             value = _run_slice(counted, task.switch, result)
-    return cast(_R, value)
+
+
+def _finish(task: _GreenTask, value: Any) -> Any:
+    """Return the value of (or raise the exception from) a finished call; recycle its greenlet."""
+    _recycle(task)
+    if type(value) is not _Done:
+        return value  # the greenlet died on its own (GreenletExit): its last value
+    result, exc = value.value, value.exc
+    value.value = value.exc = None  # the idle greenlet still refers to this outcome
+    if exc is not None:
+        try:
+            raise exc
+        finally:
+            del exc
+    return result
 
 
 _warned_not_installed = False
@@ -225,9 +353,10 @@ def green(fn: Callable[_P, _R]) -> Callable[_P, _R | Coroutine[Any, Any, _R]]:
     decorated function returns an awaitable (a coroutine) of its result:
     ``await`` it, pass it to ``asyncio.gather``/``asyncio.wait_for``, or
     return it from a Tornado ``RequestHandler`` method. The function runs in
-    a new greenlet, in a copy of the caller's ``contextvars`` context;
-    cancelling the awaiting task raises ``asyncio.CancelledError`` at the
-    function's current wait. Exceptions reach the awaiter unchanged.
+    a greenlet of its own (reused from a per-thread pool), in a copy of the
+    caller's ``contextvars`` context; cancelling the awaiting task raises
+    ``asyncio.CancelledError`` at the function's current wait. Exceptions
+    reach the awaiter unchanged.
 
     Called from inside green code the function runs inline and returns its
     result (decorated service functions can call each other). Called where

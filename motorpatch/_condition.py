@@ -4,9 +4,10 @@ PyMongo's pool (maxPoolSize, maxConnecting) and topology (server selection)
 wait on ``threading.Condition`` objects that are notified by other greenlets,
 plain threads and the monitor threads. A green wait places a waiter object
 in the condition's own waiter list; ``Condition.notify()`` calls its
-``release()``, which resolves a future on the waiting greenlet's loop through
-``call_soon_threadsafe``. So a plain ``notify()`` from any thread wakes a
-parked greenlet, and the loop thread never blocks in ``Condition.wait``.
+``release()``, which queues the greenlet's wake-up on its loop (``call_soon``
+from the loop's own thread, ``call_soon_threadsafe`` from any other). So a
+plain ``notify()`` from any thread wakes a parked greenlet, and the loop
+thread never blocks in ``Condition.wait``.
 
 On timeout or cancellation the waiter re-acquires the lock as ``wait()``
 does, leaves the list, and hands on a wake-up it received but will not use.
@@ -16,10 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from asyncio import AbstractEventLoop, Future
-from typing import Any
+from asyncio import AbstractEventLoop
 
-from motorpatch._bridge import _park_until, _wake
+from motorpatch._bridge import _park_direct, _Waker, _waker
 
 __all__ = ["green_cond_wait", "pending_handoffs"]
 
@@ -27,13 +27,14 @@ __all__ = ["green_cond_wait", "pending_handoffs"]
 class _GreenWaiter:
     """Stands in a Condition's waiter list for a parked greenlet."""
 
-    __slots__ = ("_condition", "_fut", "_loop", "notified")
+    __slots__ = ("_condition", "_loop", "_thread", "_waker", "notified")
 
     def __init__(
-        self, loop: AbstractEventLoop, fut: Future[Any], condition: threading.Condition
+        self, loop: AbstractEventLoop, waker: _Waker, condition: threading.Condition
     ) -> None:
         self._loop = loop
-        self._fut = fut
+        self._waker = waker
+        self._thread = threading.get_ident()  # the loop's
         self._condition = condition
         self.notified = False
 
@@ -43,7 +44,10 @@ class _GreenWaiter:
             raise RuntimeError("release unlocked lock")  # what a lock would say
         self.notified = True
         try:
-            self._loop.call_soon_threadsafe(_wake, self._fut, True)
+            if threading.get_ident() == self._thread:  # no need to wake the loop's selector
+                self._loop.call_soon(self._waker, True)
+            else:
+                self._loop.call_soon_threadsafe(self._waker, True)
         except RuntimeError:  # a closed loop: nothing is parked there any more
             return
         # Until the woken greenlet runs, what it was woken for is its own.
@@ -71,14 +75,19 @@ def green_cond_wait(
     """Wait on ``condition`` (its lock held) by parking; True if notified, as ``wait()``."""
     if not condition._is_owned():  # type: ignore[attr-defined]
         raise RuntimeError("cannot wait on un-acquired lock")
-    fut = loop.create_future()
-    waiter = _GreenWaiter(loop, fut, condition)
+    waker = _waker()
+    waiter = _GreenWaiter(loop, waker, condition)
     condition._waiters.append(waiter)  # type: ignore[attr-defined]
     saved = condition._release_save()  # type: ignore[attr-defined]
     finished = False
     try:
         if timeout is None or timeout > 0:
-            _park_until(loop, fut, timeout, reason)
+            handle = None if timeout is None else loop.call_later(timeout, waker, False)
+            try:
+                _park_direct(waker, reason)
+            finally:
+                if handle is not None:
+                    handle.cancel()
         finished = True
     finally:
         condition._acquire_restore(saved)  # type: ignore[attr-defined]

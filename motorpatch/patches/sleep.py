@@ -20,7 +20,7 @@ from typing import Any
 
 import wrapt
 
-from motorpatch._bridge import _green_loop, _park_until, _yield_now
+from motorpatch._bridge import _green_loop, _sleep, _yield_now
 from motorpatch.patches._registry import Patch
 
 __all__ = ["PATCHES", "green_sleep"]
@@ -33,7 +33,7 @@ def green_sleep(seconds: float) -> None:
     if seconds <= 0:
         _yield_now(loop)
     else:
-        _park_until(loop, loop.create_future(), seconds, "sleep")
+        _sleep(loop, seconds, "sleep")
 
 
 class _GreenTime(wrapt.BaseObjectProxy):  # type: ignore[misc,type-arg]

@@ -2,11 +2,12 @@
 
 This is the one place where the socket shim waits. In green code the wait
 registers a one-shot reader/writer callback on the *current* loop (the layer
-Tornado's ``IOLoop.add_handler`` and ``IOStream`` stand on) and parks the
-greenlet; the registration is removed before the wait returns, so no loop
-keeps a claim on the descriptor between operations and the same socket can
-serve another loop or a plain thread next. Outside green code the wait is a
-plain blocking ``poll()``, which is what CPython's own socket timeouts do.
+Tornado's ``IOLoop.add_handler`` and ``IOStream`` stand on) that switches
+straight back into the parked greenlet; the registration is removed before
+the wait returns, so no loop keeps a claim on the descriptor between
+operations and the same socket can serve another loop or a plain thread next.
+Outside green code the wait is a plain blocking ``poll()``, which is what
+CPython's own socket timeouts do.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import select
 import time
 from asyncio import AbstractEventLoop
 
-from motorpatch._bridge import _green_loop, _park_until, _wake
+from motorpatch._bridge import _green_loop, _park_direct, _waker
 
 _POLLIN = select.POLLIN | select.POLLPRI
 _POLLOUT = select.POLLOUT
@@ -24,16 +25,20 @@ _POLLOUT = select.POLLOUT
 def _wait_green(
     loop: AbstractEventLoop, fd: int, write: bool, timeout: float | None, reason: str | None
 ) -> bool:
-    fut = loop.create_future()
+    # The loop's callback resumes the greenlet itself (no future, no task step).
+    waker = _waker()
     if write:
-        loop.add_writer(fd, _wake, fut, True)
+        loop.add_writer(fd, waker, True)
     else:
-        loop.add_reader(fd, _wake, fut, True)
+        loop.add_reader(fd, waker, True)
+    handle = None if timeout is None else loop.call_later(max(timeout, 0.0), waker, False)
     try:
         if reason is None:
             reason = "socket write" if write else "socket read"
-        return bool(_park_until(loop, fut, timeout, reason))
+        return bool(_park_direct(waker, reason))
     finally:
+        if handle is not None:
+            handle.cancel()
         if write:
             loop.remove_writer(fd)
         else:

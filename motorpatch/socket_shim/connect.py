@@ -29,7 +29,7 @@ from typing import Any
 
 from pymongo import _csot
 
-from motorpatch._bridge import _green_loop, _park, _park_until
+from motorpatch._bridge import _green_loop, _park, _sleep
 from motorpatch.socket_shim._pymongo import (
     HAS_NETWORKING_INTERFACE,
     SSLErrors,
@@ -71,7 +71,7 @@ def _pause(seconds: float) -> None:
     if loop is None:
         time.sleep(seconds)
     else:
-        _park_until(loop, loop.create_future(), seconds, "connect")
+        _sleep(loop, seconds, "connect")
 
 
 def _connect(sock: socket.socket, address: Any, timeout: float | None) -> None:

@@ -44,8 +44,13 @@ def _live_greenlets() -> list[Any]:
     live = []
     for obj in gc.get_objects():
         try:  # weak proxies among the objects raise ReferenceError when their referent is gone
-            if isinstance(obj, greenlet.greenlet) and not obj.dead and obj.parent is not None:
-                live.append(obj)  # a main greenlet (of any thread) has no parent
+            if (
+                isinstance(obj, greenlet.greenlet)
+                and not obj.dead
+                and obj.parent is not None  # a main greenlet (of any thread) has none
+                and getattr(obj, "motorpatch_busy", True)  # not idle in motorpatch's pool
+            ):
+                live.append(obj)
         except ReferenceError:
             continue
     return live
