@@ -19,7 +19,7 @@ import contextlib
 import threading
 from asyncio import AbstractEventLoop
 
-from motorpatch._bridge import _park_direct, _Waker, _waker
+from motorpatch._parking import _park_direct, _Waker, _waker
 
 __all__ = ["green_cond_wait", "pending_handoffs"]
 

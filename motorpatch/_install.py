@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Literal
 
-from motorpatch import _bridge, _detector
+from motorpatch import _detector, _greenlets
 from motorpatch._versions import check_pymongo
 from motorpatch.errors import UnsupportedVersionError
 from motorpatch.patches import REGISTRY
@@ -78,7 +78,7 @@ def uninstall() -> None:
     with _lock:
         if not _installed:
             return
-        busy = len(_bridge.unfinished_on_open_loops())
+        busy = len(_greenlets.unfinished_on_open_loops())
         if busy:
             raise RuntimeError(
                 f"motorpatch.uninstall() was called while {busy} green call(s) are in flight. "

@@ -81,8 +81,8 @@ def stats() -> dict[str, Any]:
     Costs about a microsecond per green call in flight; safe to call from a
     health endpoint, from any thread.
     """
-    from motorpatch._bridge import unfinished_on_open_loops
     from motorpatch._fairness import _SLICE_BUDGET
+    from motorpatch._greenlets import unfinished_on_open_loops
 
     with _all_lock:
         every = list(_all)

@@ -22,7 +22,8 @@ import greenlet
 import pytest
 
 import motorpatch
-import motorpatch._bridge as bridge
+import motorpatch._greenlets as greenlets
+import motorpatch._parking as parking
 from motorpatch.socket_shim._wait import wait_fd
 from support.loops import run_on
 
@@ -127,7 +128,7 @@ def test_a_spent_wake_up_never_resumes_the_greenlet_again(
     """A wake-up that fires late (its wait is over) must not switch into the greenlet."""
     a, b = pair
     wakers: list[Any] = []
-    real_waker = bridge._waker
+    real_waker = parking._waker
 
     def keep() -> Any:
         wakers.append(real_waker())
@@ -233,16 +234,16 @@ def test_the_pool_is_bounded_and_a_finished_thread_s_pool_is_freed() -> None:
         return 1
 
     async def burst() -> int:
-        return sum(await asyncio.gather(*[short() for _ in range(3 * bridge._POOL_MAX)]))
+        return sum(await asyncio.gather(*[short() for _ in range(3 * greenlets._POOL_MAX)]))
 
     before = len(_pooled_greenlets())
     results: list[int] = []
     worker = threading.Thread(target=lambda: results.append(asyncio.run(burst())))
     worker.start()
     worker.join()
-    assert results == [3 * bridge._POOL_MAX]
+    assert results == [3 * greenlets._POOL_MAX]
     assert len(_pooled_greenlets()) == before  # the thread's idle greenlets went with it
 
-    assert asyncio.run(burst()) == 3 * bridge._POOL_MAX
+    assert asyncio.run(burst()) == 3 * greenlets._POOL_MAX
     idle = [g for g in _pooled_greenlets() if not g.motorpatch_busy]
-    assert len(idle) == bridge._POOL_MAX  # this thread keeps a full pool, no more
+    assert len(idle) == greenlets._POOL_MAX  # this thread keeps a full pool, no more

@@ -14,7 +14,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from motorpatch._bridge import _green_loop, _park
+from motorpatch._greenlets import _green_loop
+from motorpatch._parking import _park
 from motorpatch.patches._registry import Patch
 
 __all__ = ["PATCHES", "in_thread_pool"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from pymongo.errors import _OperationCancelled
 
-from motorpatch._bridge import _green_loop
+from motorpatch._greenlets import _green_loop
 from motorpatch.patches._registry import Patch
 from motorpatch.socket_shim._wait import wait_fd
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from motorpatch._bridge import _green_loop, _yield_now
 from motorpatch._condition import green_cond_wait, pending_handoffs
 from motorpatch._detector import check_blocking
+from motorpatch._greenlets import _green_loop
+from motorpatch._parking import _yield_now
 from motorpatch.patches._registry import Patch
 from motorpatch.socket_shim import (
     GreenSocket,
@@ -64,8 +65,7 @@ def _get_conn(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     # run first, or a greenlet that happens to be scheduled ahead of it barges in.
     for _ in range(_MAX_DEFER):
         if not (
-            pending_handoffs(instance.size_cond)
-            or pending_handoffs(instance._max_connecting_cond)
+            pending_handoffs(instance.size_cond) or pending_handoffs(instance._max_connecting_cond)
         ):
             break
         _yield_now(loop)

@@ -20,7 +20,8 @@ from typing import Any
 
 import wrapt
 
-from motorpatch._bridge import _green_loop, _sleep, _yield_now
+from motorpatch._greenlets import _green_loop
+from motorpatch._parking import _sleep, _yield_now
 from motorpatch.patches._registry import Patch
 
 __all__ = ["PATCHES", "green_sleep"]

@@ -21,8 +21,8 @@ import threading
 import weakref
 from typing import Any
 
-from motorpatch._bridge import _green_loop
 from motorpatch._condition import green_cond_wait
+from motorpatch._greenlets import _green_loop
 from motorpatch.patches._registry import Patch
 from motorpatch.patches.pool import cond_wait_wrapper
 

@@ -16,7 +16,8 @@ import select
 import time
 from asyncio import AbstractEventLoop
 
-from motorpatch._bridge import _green_loop, _park_direct, _waker
+from motorpatch._greenlets import _green_loop
+from motorpatch._parking import _park_direct, _waker
 
 _POLLIN = select.POLLIN | select.POLLPRI
 _POLLOUT = select.POLLOUT

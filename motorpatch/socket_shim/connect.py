@@ -29,7 +29,8 @@ from typing import Any
 
 from pymongo import _csot
 
-from motorpatch._bridge import _green_loop, _park, _sleep
+from motorpatch._greenlets import _green_loop
+from motorpatch._parking import _park, _sleep
 from motorpatch.socket_shim._pymongo import (
     HAS_NETWORKING_INTERFACE,
     SSLErrors,

@@ -37,7 +37,7 @@ import pytest
 from bson import ObjectId
 
 import motorpatch
-from motorpatch._bridge import _green_loop
+from motorpatch._greenlets import _green_loop
 from motorpatch.socket_shim.green_socket import GreenSocket
 from support.loops import run_on
 from support.pymongo_compat import pooled_socket

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import motorpatch
-from motorpatch._bridge import _green_loop
+from motorpatch._greenlets import _green_loop
 from support.loops import run_on
 
 
