@@ -10,9 +10,9 @@ are served in between (docs/architecture.md, "Decisions").
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from asyncio import AbstractEventLoop
+from asyncio import AbstractEventLoop, Future
+from collections import deque
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -24,17 +24,61 @@ __all__ = ["_SLICE_BUDGET", "_run_slice", "_slice", "_wait_for_next_slice"]
 _SLICE_BUDGET = 0.002
 
 
+class _Queue:
+    """Callers deferred on one loop, in arrival order, and how many were woken and not yet run."""
+
+    __slots__ = ("callers", "woken")
+
+    def __init__(self) -> None:
+        self.callers: deque[Future[None]] = deque()
+        self.woken = 0
+
+
 class _Slice(threading.local):
-    spent = 0.0
-    armed: AbstractEventLoop | None = None  # the loop on which a reset is scheduled
+    spent = 0.0  # green seconds run since the last reset
+    resumes = 0  # greenlet resumes since the last reset
+    per_resume = 0.0002  # running estimate of the seconds a resume takes
+    armed: AbstractEventLoop | None = None  # the loop on which a reset is queued
+
+    def __init__(self) -> None:
+        self.waiting: dict[AbstractEventLoop, _Queue] = {}
 
 
 _slice = _Slice()
 
 
-def _new_iteration() -> None:
-    _slice.spent = 0.0
-    _slice.armed = None
+def _new_iteration(loop: AbstractEventLoop) -> None:
+    """Reset the budget; wake the next batch of deferred callers once the last one has run.
+
+    A batch woken here runs in the next iteration (a Task step is always one
+    iteration away), right after the next reset, which is queued before it: so
+    it starts on a fresh budget. Only as many are woken as the budget is
+    expected to hold, and none until the previous batch has run or re-queued,
+    so nobody polls and the order of arrival is kept.
+    """
+    state = _slice
+    if state.resumes:
+        state.per_resume = (state.per_resume + state.spent / state.resumes) / 2
+    state.spent = 0.0
+    state.resumes = 0
+    state.armed = None
+    queue = state.waiting.get(loop)
+    if queue is None:
+        return
+    if not queue.callers and not queue.woken:
+        del state.waiting[loop]
+        return
+    state.armed = loop
+    loop.call_soon(_new_iteration, loop)
+    if queue.woken:
+        return
+    batch = max(1, int(_SLICE_BUDGET / max(state.per_resume, 1e-6)))
+    while queue.callers and batch:
+        fut = queue.callers.popleft()
+        if not fut.done():  # a cancelled caller left its place
+            fut.set_result(None)
+            queue.woken += 1
+            batch -= 1
 
 
 def _run_slice(counted: _Counters, resume: Callable[..., Any], *args: Any) -> Any:
@@ -45,24 +89,39 @@ def _run_slice(counted: _Counters, resume: Callable[..., Any], *args: Any) -> An
     finally:
         spent = perf_counter() - start
         _slice.spent += spent
+        _slice.resumes += 1
         counted.green_seconds += spent
 
 
 async def _wait_for_next_slice(loop: AbstractEventLoop) -> None:
-    """Once green code has run ``_SLICE_BUDGET`` seconds, let the loop run a whole iteration.
+    """Once green code has run ``_SLICE_BUDGET`` seconds, wait for a later loop iteration.
 
-    The budget is reset by a callback scheduled ahead of every greenlet deferred
-    here, so the deferred ones resume (FIFO) in the next iteration, after the
-    timers and I/O callbacks that were due. Only an exhausted budget costs an
-    extra iteration: none is added per operation.
+    Callers queue in arrival order; resets (a callback queued on the loop)
+    wake them in batches, after the timers and I/O callbacks that were due.
+    A caller woken into a slice that is already spent keeps its place at the
+    head of the queue. Only an exhausted budget costs an extra iteration.
     """
     counters().deferrals += 1
+    first = True
     while _slice.spent >= _SLICE_BUDGET:
-        # Arm a reset unless one is queued on this loop already. Re-checked on
-        # every pass: greenlets resumed after the last reset may have spent the
-        # budget again, and a reset armed on another loop (one that stopped
-        # before running it) never comes.
+        queue = _slice.waiting.get(loop)
+        if queue is None:
+            for other in [o for o in _slice.waiting if o.is_closed()]:
+                del _slice.waiting[other]
+            queue = _slice.waiting[loop] = _Queue()
+        fut = loop.create_future()
+        if first:
+            queue.callers.append(fut)
+            first = False
+        else:
+            queue.callers.appendleft(fut)
+        # Arm a reset unless one is queued on this loop already (one armed on a
+        # loop that stopped before running it never comes).
         if _slice.armed is not loop:
             _slice.armed = loop
-            loop.call_soon(_new_iteration)
-        await asyncio.sleep(0)
+            loop.call_soon(_new_iteration, loop)
+        try:
+            await fut
+        finally:
+            if fut.done() and not fut.cancelled():  # it was woken: its turn is taken
+                queue.woken -= 1

@@ -1,0 +1,94 @@
+"""The fairness budget's queue: deferred calls start in arrival order, none is lost.
+
+Once green code has spent the slice budget in a loop iteration, new and
+resumed calls queue; each reset wakes the next batch. These tests need no
+database: the green work is CPU burnt inside the greenlet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import pytest
+
+import motorpatch
+from motorpatch import _fairness
+from support.loops import run_on
+
+pytestmark = pytest.mark.usefixtures("installed")
+
+
+def _burn(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:  # CPU work, as a PyMongo operation does
+        pass
+
+
+def test_deferred_calls_start_in_the_order_they_arrived(loop_kind: str) -> None:
+    started: list[int] = []
+
+    @motorpatch.green
+    def work(i: int) -> int:
+        started.append(i)
+        _burn(_fairness._SLICE_BUDGET / 2)  # two calls spend a slice
+        return i
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*[work(i) for i in range(40)])
+
+    deferrals = motorpatch.stats()["budget"]["deferrals"]
+    assert run_on(loop_kind, main) == list(range(40))
+    assert started == list(range(40))
+    # Most calls waited for a later slice, and each waited once: no re-polling.
+    waited = motorpatch.stats()["budget"]["deferrals"] - deferrals
+    assert 30 <= waited <= 40
+
+
+def test_a_cancelled_deferred_call_leaves_the_queue_and_the_others_run(loop_kind: str) -> None:
+    @motorpatch.green
+    def work(i: int) -> int:
+        _burn(_fairness._SLICE_BUDGET * 1.5)  # each call spends a whole slice
+        return i
+
+    async def main() -> tuple[list[int], bool]:
+        calls = [asyncio.ensure_future(work(i)) for i in range(6)]
+        await asyncio.sleep(0)  # all six have started or queued
+        calls[3].cancel()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        done = [r for r in results if isinstance(r, int)]
+        return done, isinstance(results[3], asyncio.CancelledError)
+
+    done, cancelled = run_on(loop_kind, main, timeout=20)
+    assert done == [0, 1, 2, 4, 5]
+    assert cancelled
+    assert not any(_fairness._slice.waiting.values())
+
+
+def test_a_deferred_call_waits_for_the_loop_to_serve_a_timer(loop_kind: str) -> None:
+    """Between two slices the loop runs its due timers: a 1 ms ticker keeps ticking."""
+    ticks: list[float] = []
+
+    @motorpatch.green
+    def work() -> None:
+        _burn(_fairness._SLICE_BUDGET)
+
+    async def ticker(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0.001)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        ticking = asyncio.ensure_future(ticker(stop))
+        await asyncio.sleep(0.005)
+        await asyncio.gather(*[work() for _ in range(200)])  # about 400 ms of green work
+        stop.set()
+        await ticking
+
+    run_on(loop_kind, main, timeout=30)
+    # Without slices the 200 calls would run back to back in one iteration (~400 ms with
+    # no tick); with them the ticker keeps firing throughout.
+    assert len(ticks) >= 80
+    assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.2
