@@ -31,6 +31,7 @@ from greenlet import getcurrent
 
 from motorpatch._fairness import _SLICE_BUDGET, _run_slice, _slice, _wait_for_next_slice
 from motorpatch._greenlets import _LOOP_ATTR, _Done, _finish, _green_loop, _take_task
+from motorpatch._install import is_installed
 from motorpatch._parking import _DIRECT, _park, _Resume
 from motorpatch._stats import counters
 from motorpatch.errors import BlockingCallWarning, GreenContextError
@@ -90,17 +91,16 @@ _warned_not_installed = False
 
 def _warn_if_not_installed() -> None:
     global _warned_not_installed
-    from motorpatch._install import is_installed
-
-    if not _warned_not_installed and not is_installed():
-        _warned_not_installed = True
-        warnings.warn(
-            "A @motorpatch.green function ran before motorpatch.install(): its PyMongo "
-            "calls will block the event loop. Call motorpatch.install() once at start-up, "
-            "before the loop serves requests.",
-            BlockingCallWarning,
-            stacklevel=3,
-        )
+    if _warned_not_installed or is_installed():
+        return
+    _warned_not_installed = True
+    warnings.warn(
+        "A @motorpatch.green function ran before motorpatch.install(): its PyMongo "
+        "calls will block the event loop. Call motorpatch.install() once at start-up, "
+        "before the loop serves requests.",
+        BlockingCallWarning,
+        stacklevel=3,
+    )
 
 
 def green(fn: Callable[_P, _R]) -> Callable[_P, _R | Coroutine[Any, Any, _R]]:

@@ -60,7 +60,7 @@ class GreenSocket:
         return self._timeout
 
     def settimeout(self, value: float | None) -> None:
-        if value is not None:
+        if value is not None and not (type(value) is float and value >= 0.0):
             # As CPython parses it: a float, or an integer (TypeError for anything else).
             value = float(value if isinstance(value, float) else operator.index(value))
             if math.isnan(value):
@@ -135,6 +135,14 @@ class GreenSocket:
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of ``data``; the timeout bounds the whole call, as in CPython 3.5+."""
+        if not flags and type(data) in (bytes, bytearray):  # PyMongo's messages: one send
+            try:
+                sent = self._sock.send(data)
+            except (*_SEND_WANTS_WRITE, ssl.SSLWantReadError):
+                sent = 0
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:]  # the rest, with waits, below
         with memoryview(data) as view, view.cast("B") as flat:
             total = len(flat)
             sent = 0
