@@ -27,11 +27,12 @@ _SLICE_BUDGET = 0.002
 class _Queue:
     """Callers deferred on one loop, in arrival order, and how many were woken and not yet run."""
 
-    __slots__ = ("callers", "woken")
+    __slots__ = ("callers", "requeued", "woken")
 
     def __init__(self) -> None:
         self.callers: deque[Future[None]] = deque()
         self.woken = 0
+        self.requeued = 0  # callers of the last batch put back at the head, in order
 
 
 class _Slice(threading.local):
@@ -73,6 +74,7 @@ def _new_iteration(loop: AbstractEventLoop) -> None:
     if queue.woken:
         return
     batch = max(1, int(_SLICE_BUDGET / max(state.per_resume, 1e-6)))
+    queue.requeued = 0
     while queue.callers and batch:
         fut = queue.callers.popleft()
         if not fut.done():  # a cancelled caller left its place
@@ -113,8 +115,9 @@ async def _wait_for_next_slice(loop: AbstractEventLoop) -> None:
         if first:
             queue.callers.append(fut)
             first = False
-        else:
-            queue.callers.appendleft(fut)
+        else:  # back at the head, behind the others of its batch put back before it
+            queue.callers.insert(queue.requeued, fut)
+            queue.requeued += 1
         # Arm a reset unless one is queued on this loop already (one armed on a
         # loop that stopped before running it never comes).
         if _slice.armed is not loop:

@@ -43,11 +43,18 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 def _pooled_greenlets() -> list[Any]:
     gc.collect()
-    return [
-        g
-        for g in gc.get_objects()
-        if isinstance(g, greenlet.greenlet) and hasattr(g, "motorpatch_busy") and not g.dead
-    ]
+    found = []
+    for obj in gc.get_objects():
+        try:  # weak proxies among the objects raise ReferenceError when their referent is gone
+            if (
+                isinstance(obj, greenlet.greenlet)
+                and hasattr(obj, "motorpatch_busy")
+                and not obj.dead
+            ):
+                found.append(obj)
+        except ReferenceError:
+            continue
+    return found
 
 
 def test_a_finished_call_s_greenlet_serves_the_next_call_with_a_fresh_context(

@@ -26,7 +26,16 @@ def _burn(seconds: float) -> None:
         pass
 
 
-def test_deferred_calls_start_in_the_order_they_arrived(loop_kind: str) -> None:
+@pytest.mark.parametrize("estimate", [1e-5, None, 0.01], ids=["overshoot", "as-is", "one-by-one"])
+def test_deferred_calls_start_in_the_order_they_arrived(
+    loop_kind: str, estimate: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In order whatever the batch size: a batch woken too large puts its extra callers
+    back at the head in their order; one too small just takes more iterations."""
+    if estimate is not None:  # the running estimate of a resume's cost sizes each batch
+        monkeypatch.setattr(_fairness._slice, "per_resume", estimate)
+        # As if many cheap resumes had run since the last reset (other code on this thread).
+        monkeypatch.setattr(_fairness._slice, "resumes", 10**6 if estimate < 1e-3 else 1)
     started: list[int] = []
 
     @motorpatch.green
