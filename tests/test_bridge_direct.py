@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import gc
 import socket
 import threading
 import traceback
@@ -25,6 +24,7 @@ import motorpatch
 import motorpatch._greenlets as greenlets
 import motorpatch._parking as parking
 from motorpatch.socket_shim._wait import wait_fd
+from support.greenlets import live_greenlets
 from support.loops import run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
@@ -42,19 +42,8 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 
 def _pooled_greenlets() -> list[Any]:
-    gc.collect()
-    found = []
-    for obj in gc.get_objects():
-        try:  # weak proxies among the objects raise ReferenceError when their referent is gone
-            if (
-                isinstance(obj, greenlet.greenlet)
-                and hasattr(obj, "motorpatch_busy")
-                and not obj.dead
-            ):
-                found.append(obj)
-        except ReferenceError:
-            continue
-    return found
+    """motorpatch's green greenlets alive now, busy or idle in the pool."""
+    return [g for g in live_greenlets() if hasattr(g, "motorpatch_busy")]
 
 
 def _busy() -> set[int]:

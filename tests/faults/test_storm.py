@@ -20,11 +20,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import greenlet
 import pytest
 from pymongo.errors import WaitQueueTimeoutError
 
 import motorpatch
+from support.greenlets import live_greenlets
 from support.loops import LagTicker, run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
@@ -40,20 +40,8 @@ def _rss_kb() -> int:
 
 
 def _live_greenlets() -> list[Any]:
-    gc.collect()
-    live = []
-    for obj in gc.get_objects():
-        try:  # weak proxies among the objects raise ReferenceError when their referent is gone
-            if (
-                isinstance(obj, greenlet.greenlet)
-                and not obj.dead
-                and obj.parent is not None  # a main greenlet (of any thread) has none
-                and getattr(obj, "motorpatch_busy", True)  # not idle in motorpatch's pool
-            ):
-                live.append(obj)
-        except ReferenceError:
-            continue
-    return live
+    """Live greenlets but motorpatch's idle pooled ones (kept for reuse, not leaked)."""
+    return [g for g in live_greenlets() if getattr(g, "motorpatch_busy", True)]
 
 
 def _pool(client: Any) -> Any:
@@ -62,7 +50,13 @@ def _pool(client: Any) -> Any:
 
 
 async def _storm_batch(
-    pc: Any, proxy: Any, n: int, *, cancel_ratio: float, concurrency: int, rng: random.Random,
+    pc: Any,
+    proxy: Any,
+    n: int,
+    *,
+    cancel_ratio: float,
+    concurrency: int,
+    rng: random.Random,
     tally: dict[str, int],
 ) -> None:
     """``n`` green insert-then-read calls, ``concurrency`` at a time; some cancelled."""
@@ -220,8 +214,9 @@ def test_closing_a_loop_with_parked_greenlets_releases_their_resources(
 ):
     coll.insert_one({"_id": 1})
     rec = cmap()
-    client = make_client(proxy.uri, maxPoolSize=3, minPoolSize=3, waitQueueTimeoutMS=2000,
-                         event_listeners=[rec])
+    client = make_client(
+        proxy.uri, maxPoolSize=3, minPoolSize=3, waitQueueTimeoutMS=2000, event_listeners=[rec]
+    )
     pc = client[coll.database.name][coll.name]
     rec.wait_ready(3)
     find = motorpatch.green(lambda: pc.find_one({"_id": 1}))
@@ -265,8 +260,9 @@ def test_loop_exit_cancels_parked_green_calls_cleanly(loop_kind, make_client, pr
     """
     coll.insert_one({"_id": 1})
     rec = cmap()
-    client = make_client(proxy.uri, maxPoolSize=3, minPoolSize=3, waitQueueTimeoutMS=5000,
-                         event_listeners=[rec])
+    client = make_client(
+        proxy.uri, maxPoolSize=3, minPoolSize=3, waitQueueTimeoutMS=5000, event_listeners=[rec]
+    )
     pc = client[coll.database.name][coll.name]
     rec.wait_ready(3)
     finished: list[int] = []
