@@ -11,7 +11,7 @@ only of the call's end or of an awaitable to await (docs/architecture.md).
 from __future__ import annotations
 
 import asyncio
-from asyncio import AbstractEventLoop
+from asyncio import AbstractEventLoop, BaseEventLoop
 from collections.abc import Awaitable
 from typing import Any
 
@@ -78,7 +78,14 @@ _DIRECT = object()  # switched to the parent: "parked, a loop callback will resu
 
 
 class _Waker:
-    """Loop callback that resumes a greenlet parked by ``_park_direct``; one per wait."""
+    """Loop callback that resumes a greenlet parked by ``_park_direct``; one per wait.
+
+    On asyncio's own loops (``BaseEventLoop``: plain asyncio, Tornado) it switches into
+    the greenlet from inside the callback. Other loops (uvloop) run I/O and timer
+    callbacks from C code that must not see its own registration removed or re-added
+    underneath it (the greenlet's next steps do both: a segfault on uvloop proved it), so
+    there the switch happens in a callback of its own, queued with ``call_soon``.
+    """
 
     __slots__ = ("task",)
 
@@ -89,6 +96,16 @@ class _Waker:
         task = self.task
         if task.motorpatch_waker is not self:
             return  # that wait is over (the other callback won, or it was cancelled)
+        loop = task.motorpatch_loop
+        if isinstance(loop, BaseEventLoop):
+            self._resume(value)
+        else:
+            loop.call_soon(self._resume, value)
+
+    def _resume(self, value: Any) -> None:
+        task = self.task
+        if task.motorpatch_waker is not self:
+            return  # cancelled meanwhile, or already resumed
         task.motorpatch_waker = None
         if (
             _slice.spent >= _SLICE_BUDGET
