@@ -82,12 +82,7 @@ def green_cond_wait(
     finished = False
     try:
         if timeout is None or timeout > 0:
-            handle = None if timeout is None else loop.call_later(timeout, waker, False)
-            try:
-                _park_direct(waker, reason)
-            finally:
-                if handle is not None:
-                    handle.cancel()
+            _park_direct(waker, reason, timeout, loop)
         finished = True
     finally:
         condition._acquire_restore(saved)  # type: ignore[attr-defined]

@@ -135,11 +135,18 @@ def _waker() -> _Waker:
     return _Waker(getcurrent())
 
 
-def _park_direct(waker: _Waker, reason: str) -> Any:
+def _park_direct(
+    waker: _Waker, reason: str, timeout: float | None = None, loop: AbstractEventLoop | None = None
+) -> Any:
     """Park until ``waker`` is called (it must be armed as a loop callback); return its value.
 
-    The caller must be green code, and must disarm the callbacks in a ``finally``.
+    With ``timeout`` (and the ``loop``), a timer calls the waker with ``False``
+    after that many seconds, and is cancelled on the way out. The caller must
+    be green code, and must disarm its own callbacks in a ``finally``.
     """
+    handle = None
+    if timeout is not None and loop is not None:
+        handle = loop.call_later(max(timeout, 0.0), waker, False)
     current = getcurrent()
     current.motorpatch_parked = reason
     current.motorpatch_waker = waker
@@ -148,3 +155,5 @@ def _park_direct(waker: _Waker, reason: str) -> Any:
     finally:
         current.motorpatch_parked = None
         current.motorpatch_waker = None
+        if handle is not None:
+            handle.cancel()

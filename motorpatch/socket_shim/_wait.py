@@ -32,14 +32,11 @@ def _wait_green(
         loop.add_writer(fd, waker, True)
     else:
         loop.add_reader(fd, waker, True)
-    handle = None if timeout is None else loop.call_later(max(timeout, 0.0), waker, False)
     try:
         if reason is None:
             reason = "socket write" if write else "socket read"
-        return bool(_park_direct(waker, reason))
+        return bool(_park_direct(waker, reason, timeout, loop))
     finally:
-        if handle is not None:
-            handle.cancel()
         if write:
             loop.remove_writer(fd)
         else:
