@@ -11,6 +11,14 @@ thread never blocks in ``Condition.wait``.
 
 On timeout or cancellation the waiter re-acquires the lock as ``wait()``
 does, leaves the list, and hands on a wake-up it received but will not use.
+A waiter whose loop has closed refuses the wake-up (``release()`` raises
+``RuntimeError``, which ``notify()`` skips since CPython 3.11's gh-92530
+fix), so ``notify()`` wakes the next waiter instead and none is lost.
+
+Between ``notify()`` and the moment its greenlet runs, a green waiter is a
+*hand-off*: what it was woken for (a pool slot) is promised to it.
+``pending_handoffs`` counts them, so the pool patch can make newcomers queue
+behind them instead of taking the slot first.
 """
 
 from __future__ import annotations
@@ -42,28 +50,43 @@ class _GreenWaiter:
         # Called by Condition.notify() with the condition's lock held.
         if self.notified:
             raise RuntimeError("release unlocked lock")  # what a lock would say
-        self.notified = True
         try:
             if threading.get_ident() == self._thread:  # no need to wake the loop's selector
                 self._loop.call_soon(self._waker, True)
             else:
                 self._loop.call_soon_threadsafe(self._waker, True)
-        except RuntimeError:  # a closed loop: nothing is parked there any more
-            return
-        # Until the woken greenlet runs, what it was woken for is its own.
-        _add_handoffs(self._condition, 1)
+        except RuntimeError:
+            # A closed loop: nothing parked there will run. Raising makes notify()
+            # skip this waiter and wake the next one, so the wake-up is not lost.
+            raise RuntimeError("the waiter's event loop is closed") from None
+        self.notified = True
+        # Until the woken greenlet runs, what it was woken for is its own. (A waiter
+        # notified just before its loop closed never runs: drop those here, under the
+        # lock, so what was promised to them is not held back from the others.)
+        handoffs = _handoffs(self._condition)
+        if handoffs and handoffs[0]._loop.is_closed():
+            handoffs[:] = [w for w in handoffs if not w._loop.is_closed()]
+        handoffs.append(self)
 
 
 _HANDOFFS = "motorpatch_handoffs"
 
 
-def _add_handoffs(condition: threading.Condition, n: int) -> None:
-    setattr(condition, _HANDOFFS, getattr(condition, _HANDOFFS, 0) + n)
+def _handoffs(condition: threading.Condition) -> list[_GreenWaiter]:
+    """The green waiters notified on ``condition`` whose greenlets have not run yet."""
+    waiters: list[_GreenWaiter] | None = getattr(condition, _HANDOFFS, None)
+    if waiters is None:
+        waiters = []
+        setattr(condition, _HANDOFFS, waiters)
+    return waiters
 
 
 def pending_handoffs(condition: threading.Condition) -> int:
-    """Green waiters notified on ``condition`` that have not run yet."""
-    return int(getattr(condition, _HANDOFFS, 0))
+    """Green waiters notified on ``condition`` that have not run yet (on open loops)."""
+    waiters: list[_GreenWaiter] | None = getattr(condition, _HANDOFFS, None)
+    if not waiters:
+        return 0
+    return sum(1 for w in waiters if not w._loop.is_closed())
 
 
 def green_cond_wait(
@@ -90,7 +113,8 @@ def green_cond_wait(
             with contextlib.suppress(ValueError):  # timed out: leave the waiter list
                 condition._waiters.remove(waiter)  # type: ignore[attr-defined]
         else:
-            _add_handoffs(condition, -1)  # this greenlet runs now: the hand-off is done
+            with contextlib.suppress(ValueError):  # this greenlet runs now: hand-off done
+                _handoffs(condition).remove(waiter)
             if not finished:
                 condition.notify()  # cancelled after being chosen: pass the wake-up on
     return waiter.notified

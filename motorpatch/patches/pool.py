@@ -4,13 +4,15 @@
   ``pool_shared``) or ``_configured_socket`` (4.9-4.11): in green code,
   connect, resolve and handshake with the green socket shim; elsewhere
   (monitor threads, plain threads, start-up code) the original runs.
-- ``Pool._get_conn``: in green code, first yield while green waiters that
-  were notified (handed a slot or a connection) have not run yet, so no
-  greenlet, not even the one that just checked in, barges past them; then a
-  connection whose socket is still a plain blocking socket (made by start-up
-  code or a plain thread) gets it wrapped in a :class:`GreenSocket` before
-  use, so it can never block the loop. Outside green code, the
-  blocking-call detector runs first.
+- ``Pool._get_conn``: in green code, a checkout that finds every free slot
+  already promised to a notified green waiter (``pending_handoffs``) joins the
+  back of the pool's wait queue instead of taking one, so no greenlet, not
+  even the one that just checked in, barges past the waiter (FIFO hand-over);
+  it waits with PyMongo's own checkout deadline, and the waits PyMongo then
+  makes are held to it. A connection whose socket is still a plain blocking
+  socket (made by start-up code or a plain thread) gets it wrapped in a
+  :class:`GreenSocket` before use, so it can never block the loop. Outside
+  green code, the blocking-call detector runs first.
 - ``_cond_wait`` (4.11+ imported by name from ``pymongo.lock`` and given a
   timeout; 4.9-4.10 pool's own, given a deadline): waits for a pool slot
   (maxPoolSize) and for a connection-establishment slot (maxConnecting) park
@@ -20,7 +22,13 @@
 from __future__ import annotations
 
 import time
+from asyncio import AbstractEventLoop
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
+
+from pymongo import _csot
+from pymongo.synchronous.pool import PoolState  # type: ignore[attr-defined]  # 4.9-4.20 have it
 
 from motorpatch._condition import green_cond_wait, pending_handoffs
 from motorpatch._detector import check_blocking
@@ -51,9 +59,13 @@ def _configured_socket(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> A
     return green_configured_socket(*args, **kwargs)
 
 
-# Loop iterations a checkout defers to woken waiters at most (a waiter woken on
-# another thread's loop may be slow to run).
+# Loop iterations a checkout defers to waiters handed a connection-establishment
+# slot (maxConnecting) at most: a waiter woken on another thread's loop may be slow.
 _MAX_DEFER = 100
+
+# The deadline of a checkout that queued in ``_queue_behind_handoffs``: PyMongo computes
+# its own a moment later, so its waits in the same checkout are held to this one.
+_checkout_deadline: ContextVar[float | None] = ContextVar("motorpatch_checkout_deadline")
 
 
 def _get_conn(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -61,15 +73,19 @@ def _get_conn(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if loop is None:
         check_blocking()
         return wrapped(*args, **kwargs)
-    # A slot or connection just handed to a parked waiter is that waiter's: let it
-    # run first, or a greenlet that happens to be scheduled ahead of it barges in.
-    for _ in range(_MAX_DEFER):
-        if not (
-            pending_handoffs(instance.size_cond) or pending_handoffs(instance._max_connecting_cond)
-        ):
-            break
-        _yield_now(loop)
-    conn = wrapped(*args, **kwargs)
+    token = None
+    size_cond = instance.size_cond
+    if instance.requests + pending_handoffs(size_cond) >= instance.max_pool_size:
+        token = _checkout_deadline.set(_queue_behind_handoffs(loop, instance))
+    try:
+        for _ in range(_MAX_DEFER):
+            if not pending_handoffs(instance._max_connecting_cond):
+                break
+            _yield_now(loop)
+        conn = wrapped(*args, **kwargs)
+    finally:
+        if token is not None:
+            _checkout_deadline.reset(token)
     # 4.12+: Connection -> NetworkingInterface -> socket; 4.9-4.11: Connection -> socket.
     holder = conn.conn if HAS_NETWORKING_INTERFACE else conn
     if type(holder.conn) is not GreenSocket:
@@ -77,19 +93,61 @@ def _get_conn(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     return conn
 
 
+def _queue_behind_handoffs(loop: AbstractEventLoop, pool: Any) -> float | None:
+    """Wait in the pool's queue while every free slot is promised to a woken waiter.
+
+    Returns the deadline waited with, PyMongo's own (CSOT's, else
+    waitQueueTimeoutMS from now, else None; the same in 4.9-4.20). On timeout it
+    returns too: PyMongo's own wait then times out at once and raises what plain
+    PyMongo raises. A pool that is not ready is left to PyMongo to report.
+    """
+    if _csot.get_timeout():
+        deadline: float | None = _csot.get_deadline()
+    elif pool.opts.wait_queue_timeout:
+        deadline = time.monotonic() + pool.opts.wait_queue_timeout
+    else:
+        deadline = None
+    cond = pool.size_cond
+    with cond:
+        while (
+            pool.state == PoolState.READY
+            and pool.requests + pending_handoffs(cond) >= pool.max_pool_size
+        ):
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if not green_cond_wait(loop, cond, timeout):
+                break
+    return deadline
+
+
 def _condition_timeout(condition: Any, timeout: float | None) -> tuple[Any, float | None]:
     return condition, timeout
 
 
-def cond_wait_wrapper(reason: str) -> Any:
-    """Wrapper for ``_cond_wait(condition, timeout)``, shared with the topology patch."""
+def _held_to_checkout_deadline(timeout: float | None) -> float | None:
+    deadline = _checkout_deadline.get(None)
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    return left if timeout is None else min(timeout, left)
+
+
+def cond_wait_wrapper(
+    reason: str, adjust: Callable[[float | None], float | None] | None = None
+) -> Any:
+    """Wrapper for ``_cond_wait(condition, timeout)``, shared with the topology patch.
+
+    ``adjust``, if given, maps PyMongo's timeout to the one waited with.
+    """
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         loop = _green_loop()
         if loop is None:
             check_blocking()
             return wrapped(*args, **kwargs)
-        return green_cond_wait(loop, *_condition_timeout(*args, **kwargs), reason)
+        condition, timeout = _condition_timeout(*args, **kwargs)
+        if adjust is not None:
+            timeout = adjust(timeout)
+        return green_cond_wait(loop, condition, timeout, reason)
 
     return wrapper
 
@@ -102,7 +160,7 @@ def _cond_wait_deadline(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> 
         return wrapped(*args, **kwargs)
     condition, deadline = args
     timeout = deadline - time.monotonic() if deadline else None
-    return green_cond_wait(loop, condition, timeout)
+    return green_cond_wait(loop, condition, _held_to_checkout_deadline(timeout))
 
 
 PATCHES = [
@@ -131,7 +189,7 @@ PATCHES = [
     Patch(
         _MODULE,
         "_cond_wait",
-        wrapper=cond_wait_wrapper("pool wait"),
+        wrapper=cond_wait_wrapper("pool wait", _held_to_checkout_deadline),
         why="maxPoolSize and maxConnecting waits park instead of blocking",
         since=(4, 11),
         accepts=("condition", "timeout"),

@@ -112,7 +112,8 @@ def browser(tmp_path: Path) -> Iterator[object]:
 NEWEST_JS = """
 const li = document.querySelector("ol.messages > li");
 if (!li) return null;
-return [li.querySelector(".meta strong").innerText.trim(), li.querySelector(".text").innerText.trim()];
+const text = (selector) => li.querySelector(selector).innerText.trim();
+return [text(".meta strong"), text(".text")];
 """
 
 
