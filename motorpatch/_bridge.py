@@ -30,7 +30,14 @@ from typing import Any, ParamSpec, TypeVar, cast
 from greenlet import getcurrent
 
 from motorpatch._fairness import _SLICE_BUDGET, _run_slice, _slice, _wait_for_next_slice
-from motorpatch._greenlets import _LOOP_ATTR, _Done, _finish, _green_loop, _take_task
+from motorpatch._greenlets import (
+    _LOOP_ATTR,
+    _Done,
+    _finish,
+    _green_loop,
+    _recycle,
+    _take_task,
+)
 from motorpatch._install import is_installed
 from motorpatch._parking import _DIRECT, _park, _Resume
 from motorpatch._stats import counters
@@ -45,9 +52,16 @@ _R = TypeVar("_R")
 async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _R:
     """Run ``fn`` in a green greenlet, awaiting on its behalf until it returns."""
     loop = cast(AbstractEventLoop, _running_loop())
+    task = _take_task(loop)  # from here the call is in flight (stats(), uninstall())
     if _slice.spent >= _SLICE_BUDGET:  # new calls wait their turn too, not only resumed ones
-        await _wait_for_next_slice(loop)
-    task = _take_task(loop)
+        task.motorpatch_parked = "yield"
+        try:
+            await _wait_for_next_slice(loop)
+        except BaseException:  # cancelled before it started: the greenlet was not used
+            _recycle(task)
+            raise
+        finally:
+            task.motorpatch_parked = None
     counted = counters()
     counted.calls += 1
     value = _run_slice(counted, task.switch, (fn, args, kwargs))

@@ -71,8 +71,9 @@ def uninstall() -> None:
     Connections already wrapped in a green socket keep working in plain code;
     new connections are plain PyMongo sockets again.
 
-    :raises RuntimeError: green calls are in flight (running or parked) on a
-        loop that is not closed; nothing is changed. Await or cancel them first.
+    :raises RuntimeError: green calls are in flight (running, parked, or
+        queued for their first turn) on a loop that is not closed; nothing is
+        changed. Await or cancel them first.
     """
     global _installed
     with _lock:

@@ -61,13 +61,14 @@ def stats() -> dict[str, Any]:
 
     Keys:
 
-    - ``in_flight``: green calls started and not yet finished, on every loop
-      that is still open.
+    - ``in_flight``: green calls awaited and not yet finished, on every loop
+      that is still open (a call queued for its first turn counts).
     - ``parked``: greenlets parked right now, by reason: ``socket read``,
       ``socket write``, ``connect``, ``tls handshake``, ``dns``, ``pool wait``
       (maxPoolSize/maxConnecting), ``server selection``, ``sleep`` (PyMongo's
       back-off), ``thread join``, ``await_`` (your own awaits) and ``yield``
-      (giving way to a woken waiter).
+      (giving way: to a woken waiter, or to the loop when green code has
+      spent its time budget for this loop iteration).
     - ``green_calls``: green calls started since the process began.
     - ``blocking_calls``: PyMongo calls made on a running loop's thread
       outside green code, each reported as a ``BlockingCallWarning`` (even

@@ -101,3 +101,35 @@ def test_a_deferred_call_waits_for_the_loop_to_serve_a_timer(loop_kind: str) -> 
     # no tick); with them the ticker keeps firing throughout.
     assert len(ticks) >= 80
     assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.2
+
+
+def test_a_call_queued_before_it_started_is_in_flight(loop_kind: str) -> None:
+    """A call deferred before its first slice has not run a line yet, but it will: it is in
+    flight for stats() (parked as "yield") and uninstall() refuses, since unpatched it would
+    block the loop once it runs. Cancelled while queued, it leaves nothing busy."""
+
+    @motorpatch.green
+    def work(i: int) -> int:
+        _burn(_fairness._SLICE_BUDGET * 1.5)  # each call spends a whole slice
+        return i
+
+    async def main() -> tuple[dict[str, object], str, list[object], int]:
+        calls = [asyncio.ensure_future(work(i)) for i in range(3)]
+        await asyncio.sleep(0)  # the first ran and spent the slice; the other two queued
+        snap = motorpatch.stats()
+        try:
+            motorpatch.uninstall()
+            refused = ""
+        except RuntimeError as exc:
+            refused = str(exc)
+        calls[2].cancel()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        return snap, refused, results, motorpatch.stats()["in_flight"]  # type: ignore[return-value]
+
+    snap, refused, results, left = run_on(loop_kind, main, timeout=20)
+    assert snap["in_flight"] == 2
+    assert snap["parked"]["yield"] == 2  # type: ignore[index]
+    assert "2 green call(s) are in flight" in refused
+    assert motorpatch.is_installed()
+    assert results[:2] == [0, 1] and isinstance(results[2], asyncio.CancelledError)
+    assert left == 0, "the cancelled call's greenlet is still busy"
