@@ -366,7 +366,14 @@ def test_uninstall_when_idle_keeps_green_made_connections_for_plain_use(proxy, m
         return _round_trip(pc, "green")
 
     async def main() -> None:
-        await asyncio.gather(*[op() for _ in range(4)])
+        n = proxy.requests
+        proxy.hang()  # replies withheld: no call can finish and free a connection for another
+        try:
+            calls = asyncio.gather(*[op() for _ in range(4)])
+            await asyncio.to_thread(proxy.wait_requests, n + 4)  # four handshakes, four sockets
+        finally:
+            proxy.resume()
+        await calls
 
     run_on("asyncio", main)
     green_conns = {conn.id: pooled_socket(conn) for conn in pool.conns}
