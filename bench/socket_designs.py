@@ -333,7 +333,7 @@ def _spin(seconds: float) -> None:
 
 @motorpatch.green
 def _budget_eater(parks: int) -> None:
-    _spin(0.003)  # more than the bridge's 2 ms per-iteration budget, then park
+    _spin(0.003)  # more than the bridge's 1 ms per-iteration budget, then park
     for _ in range(parks):
         motorpatch.await_(asyncio.sleep(0))
         _spin(0.003)

@@ -21,7 +21,7 @@ from motorpatch._stats import _Counters, counters
 
 __all__ = ["_SLICE_BUDGET", "_run_slice", "_slice", "_wait_for_next_slice"]
 
-_SLICE_BUDGET = 0.002
+_SLICE_BUDGET = 0.001  # measured against 0.5 and 2 ms: docs/architecture.md, "Decisions"
 
 
 class _Queue:

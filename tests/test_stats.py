@@ -111,7 +111,7 @@ def test_spent_budget_defers_and_green_time_is_accounted(installed: None) -> Non
     @motorpatch.green
     def cpu_bound() -> None:
         for _ in range(3):
-            spin(0.003)  # longer than the 2 ms slice
+            spin(0.003)  # longer than the 1 ms slice
             motorpatch.await_(asyncio.sleep(0))
 
     before = motorpatch.stats()["budget"]
