@@ -31,6 +31,12 @@ setup(
             "mongoengine>=0.29",
             "hypothesis>=6.100",
             "selenium>=4.20",
+            # framework integration tests (tests/frameworks/)
+            "aiohttp>=3.9",
+            "django>=5.0",
+            "django-mongodb-backend>=5.2",
+            "uvicorn>=0.30",
+            "gunicorn>=22",
         ],
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
         "lint": ["ruff>=0.6", "mypy>=1.10"],

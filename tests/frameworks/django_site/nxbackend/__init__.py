@@ -1,0 +1,1 @@
+"""The test engine: django-mongodb-backend, tolerant of nx-27017's buildInfo (see base.py)."""
