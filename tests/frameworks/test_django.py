@@ -162,8 +162,8 @@ def test_non_atomic_requests_exempts_a_green_view(atomic_requests: None, install
     def exempt(request: Any) -> Any:
         from django.db import connection
 
-        on_loop_thread = threading.current_thread() is threading.main_thread()
-        return JsonResponse({"atomic": connection.in_atomic_block, "on_loop_thread": on_loop_thread})
+        on_loop = threading.current_thread() is threading.main_thread()
+        return JsonResponse({"atomic": connection.in_atomic_block, "on_loop_thread": on_loop})
 
     django_site.urls.urlpatterns.append(path("exempt", exempt))
     try:

@@ -15,18 +15,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from support.proxy import FaultProxy
 from support.servers import free_port, wait_listening
 
-__all__ = ["AppProcess", "assert_overlap", "burst"]
+__all__ = ["AppProcess", "assert_green_burst", "assert_overlap", "burst", "serve", "slow_proxy"]
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMEWORKS = ROOT / "tests" / "frameworks"
@@ -49,7 +51,9 @@ class AppProcess:
             start_new_session=True,
             env={
                 **os.environ,
-                "PYTHONPATH": os.pathsep.join([str(FRAMEWORKS), str(ROOT)]),
+                "PYTHONPATH": os.pathsep.join(
+                    [str(FRAMEWORKS), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+                ),
                 "PYTHONUNBUFFERED": "1",
                 **(env or {}),
             },
@@ -79,7 +83,7 @@ def python(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
-async def _burst(urls: Sequence[str], timeout: float) -> list[dict[str, Any]]:
+async def _burst(urls: Sequence[str], timeout: float) -> list[Any]:
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
@@ -87,16 +91,16 @@ async def _burst(urls: Sequence[str], timeout: float) -> list[dict[str, Any]]:
         connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
     ) as session:
 
-        async def one(url: str) -> dict[str, Any]:
+        async def one(url: str) -> Any:
             async with session.get(url) as reply:
                 text = await reply.text()
                 assert reply.status == 200, f"{url}: HTTP {reply.status}: {text[:2000]}"
-                return dict(await reply.json(content_type=None))
+                return await reply.json(content_type=None)
 
         return list(await asyncio.gather(*(one(u) for u in urls)))
 
 
-def burst(url: str | Sequence[str], n: int = 1, timeout: float = 30.0) -> list[dict[str, Any]]:
+def burst(url: str | Sequence[str], n: int = 1, timeout: float = 30.0) -> list[Any]:
     """GET ``url`` ``n`` times at once (or each of a list of URLs); the JSON bodies."""
     urls = [url] * n if isinstance(url, str) else list(url)
     return asyncio.run(_burst(urls, timeout))
@@ -118,3 +122,41 @@ def assert_overlap(bodies: Sequence[Mapping[str, Any]], key: str = "") -> None:
             f"{len(members)} requests{f' of {key}={group}' if key else ''} ran one after "
             f"another: last start {last_start:.3f} >= first finish {first_end:.3f}"
         )
+
+
+@contextlib.contextmanager
+def slow_proxy(server_address: tuple[str, int], delay: float) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the test server that delays every reply by ``delay`` s."""
+    proxy = FaultProxy(server_address[1], server_address[0]).start()
+    proxy.delay = delay
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@contextlib.contextmanager
+def serve(target: str, mongodb_uri: str, *options: str) -> Iterator[AppProcess]:
+    """``uvicorn target`` (an app under tests/frameworks) on a free port, MONGODB_URI set."""
+    app = AppProcess(
+        python("-m", "uvicorn", target, "--host", "127.0.0.1", "--port", "{port}",
+               "--no-access-log", *options),
+        env={"MONGODB_URI": mongodb_uri},
+    )  # fmt: skip
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
+def assert_green_burst(app: AppProcess, n: int, delay: float, path: str = "/find") -> None:
+    """``n`` concurrent requests to ``path`` (a probe.find handler, each query ``delay`` s
+    late): all ran as green code on the loop thread, overlapped, and the loop's worst
+    lag meanwhile (the app's ``/lag``) stayed below one query's delay."""
+    burst(f"{app.url}/lag")  # reset the worst lag seen so far (start-up)
+    bodies = burst(f"{app.url}{path}", n)
+    (lag,) = burst(f"{app.url}/lag")
+    off = [b for b in bodies if not (b["main_thread"] and b["green"])]
+    assert not off, f"{len(off)} of {n} handlers did not run green on the loop thread: {off[0]}"
+    assert_overlap(bodies)
+    assert lag["worst_lag"] < delay, f"the loop was blocked for {lag['worst_lag']:.3f}s"

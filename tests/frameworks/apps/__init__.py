@@ -1,0 +1,1 @@
+"""ASGI apps that tests/frameworks serves with real servers (uvicorn, gunicorn...)."""
