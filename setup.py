@@ -44,6 +44,8 @@ setup(
             "opentelemetry-instrumentation-pymongo>=0.46b0",
             "opentelemetry-instrumentation-fastapi>=0.46b0",
             "ddtrace>=2.8",
+            "sqlalchemy[asyncio]>=2.0",
+            "aiosqlite>=0.20",
         ],
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
         "lint": ["ruff>=0.6", "mypy>=1.10"],
