@@ -23,12 +23,14 @@ import pymongo
 from greenlet import getcurrent
 
 _client: pymongo.MongoClient[dict[str, Any]] | None = None
+_client_pid = 0  # the process that made the client
 
 
 def open_client() -> None:
     """The worker's client, made in its start-up (never inherited across a fork)."""
-    global _client
+    global _client, _client_pid
     _client = pymongo.MongoClient(os.environ["MONGODB_URI"], serverSelectionTimeoutMS=10000)
+    _client_pid = os.getpid()
 
 
 def close_client() -> None:
@@ -49,6 +51,7 @@ def where(started: float, **extra: Any) -> dict[str, Any]:
         "main_thread": threading.current_thread() is threading.main_thread(),
         "green": getattr(getcurrent(), "motorpatch_loop", None) is not None,
         "pid": os.getpid(),
+        "client_pid": _client_pid,
         "started": started,
         "finished": time.monotonic(),
         **extra,
