@@ -1,4 +1,4 @@
-"""The greenlet <-> event loop bridge: ``green``, ``await_`` and the driving coroutine.
+"""The greenlet <-> event loop bridge: ``await_`` and the driving coroutine ``_drive``.
 
 A green call is a coroutine (``_drive``) that owns one greenlet (taken from
 a per-thread pool) for the call. The greenlet runs the user's synchronous
@@ -13,25 +13,22 @@ callback switches straight into the greenlet (``_park_direct``), and the
 coroutine hears only of the call's end, or of an awaitable to await.
 
 The greenlets themselves (tagging, the pool) are ``_greenlets``'s; the two
-ways of waiting are ``_parking``'s; the fairness budget is ``_fairness``'s.
+ways of waiting are ``_parking``'s; the fairness budget is ``_fairness``'s;
+the ``@green`` decorator that starts calls is ``_green``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import warnings
 from asyncio import AbstractEventLoop
 from asyncio import _get_running_loop as _running_loop
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
-
-from greenlet import getcurrent
 
 from motorpatch._fairness import _SLICE_BUDGET, _run_slice, _slice, _wait_for_next_slice
 from motorpatch._greenlets import (
-    _LOOP_ATTR,
     _Done,
     _finish,
     _green_loop,
@@ -43,7 +40,7 @@ from motorpatch._parking import _DIRECT, _park, _Resume
 from motorpatch._stats import counters
 from motorpatch.errors import BlockingCallWarning, GreenContextError
 
-__all__ = ["await_", "green"]
+__all__ = ["await_"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -115,48 +112,6 @@ def _warn_if_not_installed() -> None:
         BlockingCallWarning,
         stacklevel=3,
     )
-
-
-def green(fn: Callable[_P, _R]) -> Callable[_P, _R | Coroutine[Any, Any, _R]]:
-    """Run a synchronous function as green code, so blocking PyMongo calls park.
-
-    Called on a thread whose event loop is running, outside green code, the
-    decorated function returns an awaitable (a coroutine) of its result:
-    ``await`` it, pass it to ``asyncio.gather``/``asyncio.wait_for``, or
-    return it from a Tornado ``RequestHandler`` method. The function runs in
-    a greenlet of its own (reused from a per-thread pool), in a copy of the
-    caller's ``contextvars`` context; cancelling the awaiting task raises
-    ``asyncio.CancelledError`` at the function's current wait. Exceptions
-    reach the awaiter unchanged.
-
-    Called from inside green code the function runs inline and returns its
-    result (decorated service functions can call each other). Called where
-    no event loop runs (a script, a plain thread) it runs synchronously and
-    returns its result.
-
-    Raises ``TypeError`` if ``fn`` is a coroutine function or not callable.
-    """
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-        raise TypeError(
-            f"@motorpatch.green cannot decorate {fn.__qualname__!r}: it is already "
-            "asynchronous (async def). @green is for ordinary synchronous functions "
-            "that call PyMongo; use the async function as it is, or remove 'async'."
-        )
-    if not callable(fn):
-        raise TypeError(
-            f"@motorpatch.green expects a function, got {type(fn).__name__!r}. "
-            "Write @motorpatch.green above a def."
-        )
-
-    @functools.wraps(fn)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R | Coroutine[Any, Any, _R]:
-        if getattr(getcurrent(), _LOOP_ATTR, None) is not None or _running_loop() is None:
-            return fn(*args, **kwargs)
-        _warn_if_not_installed()
-        return _drive(fn, args, kwargs)
-
-    wrapper.__motorpatch_green__ = True  # type: ignore[attr-defined]
-    return wrapper
 
 
 def await_(awaitable: Awaitable[_R]) -> _R:

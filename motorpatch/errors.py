@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "BlockingCallWarning",
     "GreenContextError",
+    "PlainFallbackWarning",
     "UnsupportedVersionError",
     "UntestedVersionWarning",
 ]
@@ -49,4 +50,16 @@ class UntestedVersionWarning(UserWarning):
     ``install()`` patches it anyway, since every internal it needs has the
     expected shape. Pin a tested PyMongo release, or silence the warning with
     ``warnings.filterwarnings("ignore", category=motorpatch.UntestedVersionWarning)``.
+    """
+
+
+class PlainFallbackWarning(RuntimeWarning):
+    """A ``@green`` function ran as plain blocking code while an event loop served elsewhere.
+
+    Called on a thread with no running event loop, a green function runs
+    synchronously. That is intended in scripts and in threads you start on
+    purpose, but when a framework does it (it ran the function in its thread
+    pool because it did not see it as async) green code is silently lost.
+    Emitted once per function; the message names the thread, the cause and
+    the fix. Wrap intended plain calls in ``with motorpatch.allow_plain():``.
     """
