@@ -42,7 +42,7 @@ from asyncio import _get_running_loop as _running_loop
 from collections.abc import Callable
 from typing import Any
 
-from motorpatch._bridge import green
+from motorpatch import allow_plain, green
 
 __all__ = ["green_view"]
 
@@ -99,7 +99,10 @@ class green_view:
         return _INSPECT_MARK if self._is_async_here() else None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._green(*args, **kwargs)
+        if _running_loop() is not None:
+            return self._green(*args, **kwargs)
+        with allow_plain():  # Django chose the sync path: plain is what it asked for
+            return self._green(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<green_view {getattr(self, '__qualname__', self._green)!r}>"

@@ -9,6 +9,10 @@ this test's loop), where settings can be changed per test.
 - Under ASGI the views run as green code on the loop thread and a burst of
   them overlaps; function views and a class-based view alike.
 - Under WSGI (gunicorn, the test client) they run plainly and answer 200.
+  A plain ``@motorpatch.green`` view is a coroutine function: under ASGI it
+  runs green like ``green_view``; under WSGI Django runs it through
+  ``async_to_sync`` (green, on a loop asgiref starts for the request); with
+  ATOMIC_REQUESTS Django refuses it.
 - With ATOMIC_REQUESTS Django runs them inside ``transaction.atomic`` on its
   worker thread (plainly); exempted with ``non_atomic_requests`` they run green.
 - The ORM (django-mongodb-backend) in green code raises
@@ -61,7 +65,7 @@ def asgi(slow: FaultProxy) -> Iterator[AppProcess]:
         app.stop()
 
 
-@pytest.mark.parametrize("path", ["find", "find-cbv"])
+@pytest.mark.parametrize("path", ["find", "find-cbv", "find-plain-green"])
 def test_asgi_green_views_overlap_on_the_loop_thread(asgi: AppProcess, path: str) -> None:
     bodies = burst(f"{asgi.url}/{path}?id=x", BURST)
     assert all(b["main_thread"] and b["green"] for b in bodies), bodies[0]
@@ -79,6 +83,10 @@ def test_wsgi_gunicorn_sync_worker_runs_green_views_plainly(slow: FaultProxy) ->
             (body,) = burst(f"{app.url}/{path}")
             assert body["doc"] is None
             assert not body["green"] and not body["loop_running"], body
+        # Plain @green is a coroutine function: Django runs it through async_to_sync, on
+        # a loop asgiref starts in another thread for the request.
+        (body,) = burst(f"{app.url}/find-plain-green")
+        assert body["green"] and body["loop_running"] and not body["main_thread"], body
     finally:
         app.stop()
 
@@ -146,6 +154,15 @@ def test_atomic_requests_run_the_view_atomically_on_djangos_thread(
     assert body["in_atomic_block"] and not body["green"] and not body["main_thread"]
     body = _get("/atomic")  # under WSGI
     assert body["in_atomic_block"] and not body["green"]
+
+
+def test_atomic_requests_refuse_a_plain_green_view(atomic_requests: None) -> None:
+    from django.test import Client
+
+    reply = Client(raise_request_exception=False).get("/find-plain-green")
+    assert reply.status_code == 500  # "You cannot use ATOMIC_REQUESTS with async views."
+    with pytest.raises(RuntimeError, match="ATOMIC_REQUESTS with async views"):
+        Client().get("/find-plain-green")
 
 
 def test_non_atomic_requests_exempts_a_green_view(atomic_requests: None, installed: None) -> None:
