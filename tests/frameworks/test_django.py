@@ -17,7 +17,8 @@ this test's loop), where settings can be changed per test.
   worker thread (plainly); exempted with ``non_atomic_requests`` they run green.
 - The ORM (django-mongodb-backend) in green code raises
   ``SynchronousOnlyOperation``; through ``await_(Model.objects.acount())`` it
-  works, on Django's thread.
+  works, on Django's thread. With Django's guard off (DJANGO_ALLOW_ASYNC_UNSAFE)
+  the ORM runs in green views and its queries overlap.
 """
 
 from __future__ import annotations
@@ -70,6 +71,26 @@ def test_asgi_green_views_overlap_on_the_loop_thread(asgi: AppProcess, path: str
     bodies = burst(f"{asgi.url}/{path}?id=x", BURST)
     assert all(b["main_thread"] and b["green"] for b in bodies), bodies[0]
     assert_overlap(bodies)
+
+
+def test_orm_in_green_code_with_djangos_guard_off(slow: FaultProxy) -> None:
+    """DJANGO_ALLOW_ASYNC_UNSAFE=true (process-wide): the ORM runs in green views on the
+    loop; each green call gets its own DatabaseWrapper (Django keeps connections per
+    context on a loop thread) over the backend's one shared MongoClient."""
+    app = AppProcess(
+        python("-m", "uvicorn", "django_site.asgi:application", "--host", "127.0.0.1",
+               "--port", "{port}", "--lifespan", "off", "--no-access-log"),
+        env={"MONGODB_URI": slow.uri, "DJANGO_DB_NAME": DB_NAME,
+             "DJANGO_ALLOW_ASYNC_UNSAFE": "true"},
+    )  # fmt: skip
+    try:
+        names = [f"{uuid.uuid4().hex[:8]}-{i}" for i in range(BURST)]
+        bodies = burst([f"{app.url}/orm-write-read?name={n}" for n in names])
+    finally:
+        app.stop()
+    assert all(b["green"] and b["main_thread"] and b["count"] == 1 for b in bodies), bodies
+    assert_overlap(bodies)
+    assert len({b["wrapper"] for b in bodies}) == BURST
 
 
 def test_wsgi_gunicorn_sync_worker_runs_green_views_plainly(slow: FaultProxy) -> None:

@@ -9,4 +9,5 @@ urlpatterns = [
     path("atomic", views.atomic_probe),
     path("orm-count", views.orm_count),
     path("orm-await", views.orm_via_await),
+    path("orm-write-read", views.orm_write_read),
 ]

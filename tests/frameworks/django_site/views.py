@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 import pymongo
-from django.db import connection
+from django.db import connection, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 from greenlet import getcurrent
@@ -88,6 +88,18 @@ def orm_count(request: HttpRequest) -> HttpResponse:
     except Exception as exc:  # the test asserts which exception, and where it ran
         return JsonResponse(_where(started, error=type(exc).__name__, message=str(exc)))
     return JsonResponse(_where(started, count=count))
+
+
+@green_view
+def orm_write_read(request: HttpRequest) -> HttpResponse:
+    """Create an item named ?name= and count the items of that name (ORM in green code)."""
+    from django_site.models import Item
+
+    started = time.monotonic()
+    name = request.GET["name"]
+    Item.objects.create(name=name)
+    count = Item.objects.filter(name=name).count()
+    return JsonResponse(_where(started, count=count, wrapper=id(connections["default"])))
 
 
 @green_view
