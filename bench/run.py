@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py            # full mode (about 9 minutes)
     .venv/bin/python bench/run.py --quick    # smoke test (well under a minute), asserts nothing
+    .venv/bin/python bench/run.py --frameworks   # FastAPI end to end only: RESULTS-frameworks.md
 
 Every cell (client x workload x concurrency x server) runs in a fresh client process
 (bench/worker_loop.py or bench/worker_sync.py), so no patch or warm state leaks between cells.
@@ -28,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import report  # noqa: E402
+import report_frameworks  # noqa: E402
 
 LOOP_CLIENTS = ["mp-asyncio", "mp-uvloop", "mp-tornado", "pymongo-async", "motor", "raw-asyncio"]
 SYNC_CLIENTS = ["sync", "threads", "gevent"]
@@ -36,14 +38,28 @@ WORKLOADS = ["find_one", "find", "insert"]
 HTTP_KINDS = ["mp", "blocking", "executor", "pymongo-async", "motor"]
 OPEN_RATES = (1000, 2000)  # open loop: offered find_one/s over OPEN_CALLERS callers, 10 ms delay
 OPEN_CALLERS = 1000
+# --frameworks: FastAPI under uvicorn (bench/worker_fastapi.py), 10 ms replies, keep-alive conns
+FASTAPI_KINDS = ["green", "def", "pymongo-async", "motor"]
+FASTAPI_CONNS = (100, 1000)
 PINNED = hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
 
 
-def plan(quick: bool, clients: list[str]) -> list[dict[str, Any]]:
-    """The cells to run: dicts with mode ('closed', 'open', 'http'), server ('delay0',
-    'delay10', 'nx'), client (for 'http': the server kind), workload, conc (for 'http': the
-    load generator's connections), rate ('open': offered operations/s)."""
+def plan(quick: bool, clients: list[str], frameworks: bool = False) -> list[dict[str, Any]]:
+    """The cells to run: dicts with mode ('closed', 'open', 'http', 'fastapi'), server
+    ('delay0', 'delay10', 'nx'), client (for 'http' and 'fastapi': the server kind),
+    workload, conc (for 'http' and 'fastapi': the load generator's connections), rate
+    ('open': offered operations/s)."""
     cells: list[dict[str, Any]] = []
+
+    def add_fastapi(server: str, kind: str, conns: int) -> None:
+        cells.append({"mode": "fastapi", "server": server, "client": kind,
+                      "workload": "http", "conc": conns})
+
+    if frameworks:
+        for conns in (20,) if quick else FASTAPI_CONNS:
+            for kind in FASTAPI_KINDS:
+                add_fastapi("delay10", kind, conns)
+        return cells
 
     def add(server: str, client: str, workload: str, conc: int) -> None:
         if client in clients and not (client == "sync" and conc != 1):
@@ -69,6 +85,7 @@ def plan(quick: bool, clients: list[str]) -> list[dict[str, Any]]:
         add("nx", "mp-asyncio", "find_one", 1)
         add_open("mp-asyncio", 200, 20)
         add_http("delay0", "mp", 4)
+        add_fastapi("delay0", "green", 4)
         return cells
     for server in ("delay0", "delay10"):
         for workload in WORKLOADS:
@@ -146,9 +163,11 @@ def start_nx(workdir: Path) -> tuple[subprocess.Popen[bytes], int] | None:
 
 def run_http(cell: dict[str, Any], port: int, seconds: float, warmup: float,
              lag: float) -> tuple[str, str]:
-    """An end-to-end cell: bench/worker_http.py (CPU 0) driven by bench/loadgen.py (CPU 1)."""
+    """An end-to-end cell: bench/worker_http.py (or worker_fastapi.py) on CPU 0, driven by
+    bench/loadgen.py (CPU 1)."""
+    worker = "worker_fastapi.py" if cell["mode"] == "fastapi" else "worker_http.py"
     server = subprocess.Popen(
-        [sys.executable, str(HERE / "worker_http.py"), "--kind", cell["client"],
+        [sys.executable, str(HERE / worker), "--kind", cell["client"],
          "--port", str(port), *(["--cpu", "0"] if PINNED else [])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -182,7 +201,7 @@ def run_cell(cell: dict[str, Any], port: int, seconds: float, warmup: float,
         cmd += ["--cpu", "0"]
     t0 = time.perf_counter()
     try:
-        if cell["mode"] == "http":
+        if cell["mode"] in ("http", "fastapi"):
             out, err = run_http(cell, port, seconds, warmup, lag)
         else:
             proc = subprocess.run(
@@ -207,7 +226,7 @@ def run_cell(cell: dict[str, Any], port: int, seconds: float, warmup: float,
 def status_line(r: dict[str, Any]) -> str:
     if "error" in r:
         return str(r["error"])
-    if r["mode"] == "http":
+    if r["mode"] in ("http", "fastapi"):
         return f"{r['req_s']:>9.0f} req/s {r['cpu_us_req']:>7} us/req p99 {r['lat_p99_ms']} ms"
     if r["mode"] == "open":
         return (f"{r['achieved_s']:>6.0f}/{r['rate']} ops/s p50 {r['op_p50_ms']} "
@@ -240,13 +259,16 @@ def main() -> None:
     parser.add_argument("--clients", default=",".join(ALL_CLIENTS))
     parser.add_argument("--out", help="default bench/RESULTS.md (quick: bench/RESULTS-quick.md)")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--frameworks", action="store_true",
+                        help="only the FastAPI end-to-end cells (default out: "
+                        "bench/RESULTS-frameworks.md)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run the matrix N times, interleaved; report each cell's medians")
     args = parser.parse_args()
     seconds = args.seconds or (0.2 if args.quick else 1.5)
     warmup = 0.1 if args.quick else 0.3
     lag = 0.1 if args.quick else 0.5
-    cells = plan(args.quick, args.clients.split(","))
+    cells = plan(args.quick, args.clients.split(","), args.frameworks)
     meta = report.environment(" ".join(["python", "bench/run.py", *sys.argv[1:]]))
     started = time.perf_counter()
     responders = {f"delay{d}": start_responder(d) for d in (0, 10)}
@@ -281,11 +303,19 @@ def main() -> None:
     meta["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     meta["seconds_per_cell"] = seconds
     meta["nx"] = bool(nx)
-    out = Path(args.out or HERE / ("RESULTS-quick.md" if args.quick else "RESULTS.md"))
+    default = "RESULTS-frameworks" if args.frameworks else "RESULTS"
+    out = Path(args.out or HERE / f"{default}{'-quick' if args.quick else ''}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    plots = [] if args.no_plots else report.plots(results, out.parent, out.stem)
-    out.write_text(report.markdown(results, meta, plots))
+    if args.frameworks:
+        plots = [] if args.no_plots else report_frameworks.plot(results, out.parent, out.stem)
+        out.write_text(report_frameworks.markdown(results, meta, plots))
+    else:
+        plots = [] if args.no_plots else report.plots(results, out.parent, out.stem)
+        text = report.markdown(results, meta, plots)
+        if any(r.get("mode") == "fastapi" for r in results):
+            text += "\n## FastAPI end to end\n\n" + "\n".join(report_frameworks.table(results))
+        out.write_text(text + "\n")
     print(f"wrote {out} ({meta['duration_s']} s)")
     failed = [f"{c['mode']} {c['client']} {c['workload']} c={c['conc']} ({c['server']}): "
               f"{r['error']}"
