@@ -247,3 +247,27 @@ def test_green_view_rejects_a_class_and_async_def() -> None:
 
     with pytest.raises(TypeError, match="already asynchronous"):
         green_view(view)
+
+
+def test_example_project_under_uvicorn(server_uri: str) -> None:
+    """examples/django_notes, served as its README says: post a note, list it, count."""
+    import json
+    import urllib.request
+
+    app = AppProcess(
+        python("-m", "uvicorn", "examples.django_notes.asgi:application", "--host",
+               "127.0.0.1", "--port", "{port}", "--no-access-log", "--lifespan", "off"),
+        env={"MONGODB_URI": server_uri},
+    )  # fmt: skip
+    try:
+        text = f"note {uuid.uuid4().hex[:8]}"
+        posted = urllib.request.Request(
+            f"{app.url}/notes", data=json.dumps({"text": text}).encode(), method="POST"
+        )
+        with urllib.request.urlopen(posted, timeout=20) as reply:
+            assert reply.status == 201
+        listed, counted = burst([f"{app.url}/notes", f"{app.url}/notes/count"])
+    finally:
+        app.stop()
+    assert {"text": text} in listed["notes"]
+    assert counted["count"] >= 1

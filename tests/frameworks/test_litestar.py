@@ -2,7 +2,8 @@
 
 Ten concurrent requests, each query delayed ``DELAY`` s by a fault proxy: every
 handler runs as green code on the loop thread (not in a worker thread,
-where Litestar sends sync handlers), they
+where Litestar sends sync handlers; on Python 3.11 it takes the handler for a sync one,
+calls it on the loop and awaits what it returns), they
 overlap, and the loop's worst lag meanwhile stays below one query's delay.
 """
 
