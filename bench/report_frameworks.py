@@ -92,7 +92,8 @@ def targets(results: list[dict[str, Any]]) -> list[str]:
 
 
 def plot(results: list[dict[str, Any]], outdir: Path, stem: str) -> list[str]:
-    """Throughput and p99 latency per endpoint and connections; [] without matplotlib."""
+    """Throughput, p99 latency and loop lag p99 per endpoint and connections; [] without
+    matplotlib."""
     try:
         import matplotlib
 
@@ -103,15 +104,17 @@ def plot(results: list[dict[str, Any]], outdir: Path, stem: str) -> list[str]:
     concs = sorted({r["conc"] for r in _rows(results)})
     if not concs:
         return []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fields = ("req_s", "lat_p99_ms", "lag_p99_ms")
+    fig, axes = plt.subplots(1, len(fields), figsize=(15, 4))
     width = 0.8 / len(KINDS)
     for i, (kind, label) in enumerate(KINDS.items()):
         xs = [c + (i - len(KINDS) / 2 + 0.5) * width for c in range(len(concs))]
-        for ax, field in zip(axes, ("req_s", "lat_p99_ms"), strict=True):
+        for ax, field in zip(axes, fields, strict=True):
             ys = [_get(results, kind, conc, field) or 0 for conc in concs]
             ax.bar(xs, ys, width, label=label.replace("`", ""))
-    for ax, title in zip(axes, ("requests/s (higher is better)",
-                                "latency p99, ms (lower is better)"), strict=True):  # fmt: skip
+    titles = ("requests/s (higher is better)", "latency p99, ms (lower is better)",
+              "event-loop lag p99, ms (lower is better)")
+    for ax, title in zip(axes, titles, strict=True):
         ax.set_xticks(range(len(concs)), [f"{c} connections" for c in concs])
         ax.set_title(title)
     axes[0].legend(fontsize=8)
@@ -138,3 +141,18 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any], plots: list[st
         *[f"![{p}]({p})" for p in plots],
     ]
     return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """``python bench/report_frameworks.py RESULTS-frameworks.json``: rewrite the report."""
+    import json
+    import sys
+
+    path = Path(sys.argv[1])
+    saved = json.loads(path.read_text())
+    plots = plot(saved["results"], path.parent, path.stem)
+    path.with_suffix(".md").write_text(markdown(saved["results"], saved["meta"], plots))
+
+
+if __name__ == "__main__":
+    main()
