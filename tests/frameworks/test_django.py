@@ -117,9 +117,11 @@ def test_wsgi_gunicorn_sync_worker_runs_green_views_plainly(slow: FaultProxy) ->
 
 @pytest.fixture(scope="module")
 def django_setup(server_uri: str) -> Iterator[None]:
-    os.environ["MONGODB_URI"] = server_uri
-    os.environ["DJANGO_DB_NAME"] = DB_NAME
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_site.settings")
+    """Django configured in this process (once: settings are read at set-up)."""
+    names = ("MONGODB_URI", "DJANGO_DB_NAME", "DJANGO_SETTINGS_MODULE")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(MONGODB_URI=server_uri, DJANGO_DB_NAME=DB_NAME,
+                      DJANGO_SETTINGS_MODULE="django_site.settings")  # fmt: skip
     sys.path.insert(0, str(FRAMEWORKS))
     import django
 
@@ -128,6 +130,12 @@ def django_setup(server_uri: str) -> Iterator[None]:
     from django.db import connections
 
     connections.close_all()
+    sys.path.remove(str(FRAMEWORKS))
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture
