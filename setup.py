@@ -36,6 +36,8 @@ setup(
             "uvicorn>=0.30",
             "aiohttp>=3.10",
             "httpx>=0.27",
+            "httpx2>=2.0",  # Starlette's TestClient prefers it (a DeprecationWarning with httpx)
+            "wsproto>=1.2",  # uvicorn's WebSocket protocol in the tests
             "asgiref>=3.8",
         ],
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
