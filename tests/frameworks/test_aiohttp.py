@@ -122,13 +122,15 @@ def test_handlers_and_middleware_run_green_on_the_loop_and_overlap(
     elapsed, results = with_http(test)
     lag = server.lag
     print(
-        f"aiohttp: {n} x {delay * 1000:.0f} ms in {elapsed:.2f}s (serial {n * delay:.0f}s), "
+        f"aiohttp: {n} x 2 x {delay * 1000:.0f} ms in {elapsed:.2f}s (serial {n * 2 * delay:.0f}s), "
         f"loop lag p99 {lag.percentile(99) * 1000:.1f} ms, max {lag.max * 1000:.1f} ms"
     )
     assert results == [(200, {"i": 3, "tag": "tag-3", "request_id": "none"})] * n
     assert where.threads("handler") == {server.thread_id} and where.all_green("handler")
     assert where.threads("middleware") == {server.thread_id} and where.all_green("middleware")
-    assert elapsed < 2.5 * delay, f"{n} requests took {elapsed:.2f}s: they did not overlap"
+    # Two round trips per request (the middleware's insert, the handler's find): 0.4 s at
+    # best; serially 40 s.
+    assert elapsed < 2 * 2 * delay, f"{n} requests took {elapsed:.2f}s: they did not overlap"
     assert lag.max < delay / 2, f"the loop stalled {lag.max * 1000:.0f} ms"
 
 

@@ -15,7 +15,9 @@ itself before an overlap says anything about the server.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -124,6 +126,9 @@ class AsgiServer:
         self.server.should_exit = True
         self._thread.join(30)
         self.sock.close()
+        if self._thread.is_alive():  # say where it hangs
+            faulthandler.dump_traceback(sys.stderr, all_threads=True)
+            print(asyncio.all_tasks(self.loop) if self.loop else None, file=sys.stderr)
         assert not self._thread.is_alive(), "uvicorn did not stop"
         if self._failed:
             raise self._failed
