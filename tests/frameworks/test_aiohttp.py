@@ -122,7 +122,8 @@ def test_handlers_and_middleware_run_green_on_the_loop_and_overlap(
     elapsed, results = with_http(test)
     lag = server.lag
     print(
-        f"aiohttp: {n} x 2 x {delay * 1000:.0f} ms in {elapsed:.2f}s (serial {n * 2 * delay:.0f}s), "
+        f"aiohttp: {n} x 2 x {delay * 1000:.0f} ms in {elapsed:.2f}s "
+        f"(serial {n * 2 * delay:.0f}s), "
         f"loop lag p99 {lag.percentile(99) * 1000:.1f} ms, max {lag.max * 1000:.1f} ms"
     )
     assert results == [(200, {"i": 3, "tag": "tag-3", "request_id": "none"})] * n
