@@ -38,6 +38,8 @@ setup(
             "uvicorn>=0.30",
             "aiohttp>=3.10",
             "httpx>=0.27",
+            "httpx2>=2.0",  # Starlette's TestClient prefers it (a DeprecationWarning with httpx)
+            "wsproto>=1.2",  # uvicorn's WebSocket protocol in the tests
             "asgiref>=3.8",
             "django>=5.0",
             "django-mongodb-backend>=5.2",

@@ -134,6 +134,13 @@ def await_(awaitable: Awaitable[_R]) -> _R:
             "decorated with @motorpatch.green that was awaited on a running event loop "
             "(from a coroutine, write 'await the_awaitable' instead)."
         )
+    if not inspect.isawaitable(awaitable):
+        raise TypeError(
+            f"motorpatch.await_() got {type(awaitable).__name__!r}, which can't be used in "
+            "'await' expression. If it is what a @motorpatch.green function returned: green "
+            "functions called inside green code run inline and return their value, so use "
+            "the value as it is (a coroutine function's result still needs await_)."
+        )
     if asyncio.isfuture(awaitable) and awaitable.get_loop() is not loop:
         raise GreenContextError(
             f"motorpatch.await_() got a future of another event loop ({awaitable.get_loop()!r}),"

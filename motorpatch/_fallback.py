@@ -43,7 +43,7 @@ _allowed: contextvars.ContextVar[bool] = contextvars.ContextVar(
 # Loops that have run green calls (weak: a closed, dropped loop goes away).
 _loops: weakref.WeakSet[AbstractEventLoop] = weakref.WeakSet()
 _loops_lock = threading.Lock()
-_warned: set[str] = set()
+_warned: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()  # warned once each
 
 
 @contextlib.contextmanager
@@ -93,8 +93,12 @@ def _serving_loop() -> tuple[str, AbstractEventLoop | None] | None:
             )
     if threading.current_thread().name.startswith("asyncio_"):
         return ("it ran in the event loop's default executor (run_in_executor, to_thread)", None)
+    if not _loops:
+        return None
     with _loops_lock:
-        running = [loop for loop in _loops if loop.is_running()]
+        for loop in [loop for loop in _loops if loop.is_closed()]:
+            _loops.discard(loop)  # a closed loop never serves again
+        running = any(loop.is_running() for loop in _loops)
     if running:
         return ("it was called on a thread with no event loop while a loop runs green calls", None)
     return None
@@ -113,15 +117,13 @@ def _anyio_worker_loop() -> AbstractEventLoop | None:
 
 def plain_call_check(fn: Callable[..., Any]) -> None:
     """Before ``fn`` runs plain on a loop-less thread: warn once if a loop serves elsewhere."""
-    if _allowed.get():
-        return
-    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
-    if name in _warned:
+    if _allowed.get() or fn in _warned:
         return
     found = _serving_loop()
     if found is None:
         return
-    _warned.add(name)
+    _warned.add(fn)
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
     code = getattr(inspect.unwrap(fn), "__code__", None)
     warnings.warn_explicit(  # at the function's def: the frames above are the framework's
         f"@motorpatch.green function {name} ran as plain blocking code on thread "
