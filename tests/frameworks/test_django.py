@@ -265,7 +265,8 @@ def test_example_project_under_uvicorn(server_uri: str) -> None:
     app = AppProcess(
         python("-m", "uvicorn", "examples.django_notes.asgi:application", "--host",
                "127.0.0.1", "--port", "{port}", "--no-access-log", "--lifespan", "off"),
-        env={"MONGODB_URI": server_uri},
+        env={"MONGODB_URI": server_uri,
+             "DJANGO_SETTINGS_MODULE": "examples.django_notes.settings"},
     )  # fmt: skip
     try:
         text = f"note {uuid.uuid4().hex[:8]}"
