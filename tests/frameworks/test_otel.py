@@ -62,7 +62,7 @@ def test_every_pymongo_span_is_a_child_of_its_own_request_span(otel_app: AppProc
         if find["parent_id"] != requests[find["doc_id"]]["span_id"]
         or find["trace_id"] != requests[find["doc_id"]]["trace_id"]
     ]
-    assert not wrong, f"{len(wrong)} PyMongo spans under another request's span: {wrong[:5]}"
+    assert not wrong, f"{len(wrong)} PyMongo spans not under their own request's span: {wrong[:5]}"
 
 
 # -- ddtrace ----------------------------------------------------------------------------
