@@ -73,6 +73,15 @@ class FindView(View):
 find_cbv = green_view(FindView.as_view())
 
 
+async def lag(request: HttpRequest) -> HttpResponse:
+    """The loop's worst lag since the last call (the first call starts the probe)."""
+    from apps import probe
+
+    if probe.lag._task is None:
+        probe.lag.start()
+    return JsonResponse(probe.lag.take())
+
+
 @green_view
 def atomic_probe(request: HttpRequest) -> HttpResponse:
     return JsonResponse(_where(time.monotonic(), in_atomic_block=connection.in_atomic_block))
