@@ -68,8 +68,8 @@ class green_view:
     calls park instead of blocking the loop. Under WSGI, and wherever
     ``ATOMIC_REQUESTS`` applies to it, Django runs it as an ordinary sync view.
 
-    Raises ``TypeError`` for a class (decorate ``View.as_view()``), an
-    ``async def`` view, or anything not callable.
+    Raises ``TypeError`` for a class or a method of one (decorate
+    ``View.as_view()``), an ``async def`` view, or anything not callable.
     """
 
     def __init__(self, view: Callable[..., Any]) -> None:
@@ -84,6 +84,13 @@ class green_view:
         # already-marked view must not shadow the answer given per call below.
         vars(self).pop("_is_coroutine", None)
         vars(self).pop("_is_coroutine_marker", None)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        raise TypeError(
+            f"green_view decorates view functions, not the method {owner.__qualname__}.{name}. "
+            f"Leave the methods plain and decorate the view function instead: "
+            f"green_view({owner.__name__}.as_view())."
+        )
 
     def _is_async_here(self) -> bool:
         return _running_loop() is not None and not _atomic_requests_apply(self)

@@ -239,7 +239,7 @@ def test_orm_through_await_runs_on_djangos_thread(django_setup: None, installed:
     assert body["green"] and body["count"] == Item.objects.count()
 
 
-def test_green_view_rejects_a_class_and_async_def() -> None:
+def test_green_view_rejects_a_class_a_method_and_async_def() -> None:
     from django.views import View
 
     from motorpatch.integrations.django import green_view
@@ -249,6 +249,15 @@ def test_green_view_rejects_a_class_and_async_def() -> None:
 
     with pytest.raises(TypeError, match=r"green_view\(Page.as_view\(\)\)"):
         green_view(Page)
+
+    with pytest.raises((TypeError, RuntimeError)) as raised:  # 3.11 wraps it in RuntimeError
+
+        class Items(View):
+            @green_view
+            def get(self, request: Any) -> None: ...
+
+    message = str(raised.value.__cause__ or raised.value)
+    assert r"green_view(Items.as_view())" in message, message
 
     async def view(request: Any) -> None: ...
 
