@@ -72,15 +72,13 @@ def note_loop(loop: AbstractEventLoop) -> None:
         _loops.add(loop)
 
 
-def _serving_loop() -> tuple[str, AbstractEventLoop | None] | None:
-    """Why this loop-less thread is next to a serving loop: (cause, loop), or None."""
-    anyio_loop = _anyio_worker_loop()
-    if anyio_loop is not None:
+def _serving_loop() -> str | None:
+    """Why this loop-less thread is next to a serving loop (the warning's cause), or None."""
+    if _anyio_worker_loop() is not None:
         return (
             "it ran in an AnyIO worker thread (FastAPI and Starlette run a sync path "
             "operation, dependency or background task there when they do not see it as "
-            "async)",
-            anyio_loop,
+            "async)"
         )
     asgiref = sys.modules.get("asgiref.sync")
     if asgiref is not None:
@@ -88,11 +86,10 @@ def _serving_loop() -> tuple[str, AbstractEventLoop | None] | None:
         if loop is not None and loop.is_running():
             return (
                 "it ran in a sync_to_async worker thread (Django and asgiref run a view or "
-                "function they do not see as async there)",
-                loop,
+                "function they do not see as async there)"
             )
     if threading.current_thread().name.startswith("asyncio_"):
-        return ("it ran in the event loop's default executor (run_in_executor, to_thread)", None)
+        return "it ran in the event loop's default executor (run_in_executor, to_thread)"
     if not _loops:
         return None
     with _loops_lock:
@@ -100,7 +97,7 @@ def _serving_loop() -> tuple[str, AbstractEventLoop | None] | None:
             _loops.discard(loop)  # a closed loop never serves again
         running = any(loop.is_running() for loop in _loops)
     if running:
-        return ("it was called on a thread with no event loop while a loop runs green calls", None)
+        return "it was called on a thread with no event loop while a loop runs green calls"
     return None
 
 
@@ -119,16 +116,17 @@ def plain_call_check(fn: Callable[..., Any]) -> None:
     """Before ``fn`` runs plain on a loop-less thread: warn once if a loop serves elsewhere."""
     if _allowed.get() or fn in _warned:
         return
-    found = _serving_loop()
-    if found is None:
+    cause = _serving_loop()
+    if cause is None:
         return
-    _warned.add(fn)
+    with contextlib.suppress(TypeError):  # not weakly referenceable: warned every time
+        _warned.add(fn)
     name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
     code = getattr(inspect.unwrap(fn), "__code__", None)
     warnings.warn_explicit(  # at the function's def: the frames above are the framework's
         f"@motorpatch.green function {name} ran as plain blocking code on thread "
         f"{threading.current_thread().name!r}, not as green code on the event loop: "
-        f"{found[0]}. Fix: let the framework call it on its loop: put the route decorator "
+        f"{cause}. Fix: let the framework call it on its loop: put the route decorator "
         "(@app.get, @routes.get...) directly above @motorpatch.green, and any sync "
         "decorator below it (see docs/frameworks.md); call it with 'await' from async "
         "code. If you call it from your own thread on purpose, wrap the call in "

@@ -43,10 +43,11 @@ async def green_iter(iterable: Iterable[_T]) -> AsyncGenerator[_T, None]:
     ``iter(iterable)`` and every ``next()`` run as green calls on the
     running loop, so a ``getMore`` parks instead of blocking; each item costs
     one green call (a few microseconds), and nothing is fetched ahead of the
-    consumer. Use it only in a coroutine on a running loop. When the iteration ends early (``break``,
-    an exception, cancellation) and the async iterator is closed, the
-    iterator's ``close()`` (a cursor's ``killCursors``) runs as green code
-    too; close it promptly with ``contextlib.aclosing``.
+    consumer. Use it only in a coroutine on a running loop. When the
+    iteration ends early (``break``, an exception, cancellation) and the
+    async iterator is closed, the iterator's ``close()`` (a cursor's
+    ``killCursors``) runs as green code too; close it promptly with
+    ``contextlib.aclosing``.
     """
     _warn_if_not_installed()
     it: Iterator[_T] = await _drive(iter, (iterable,), {})

@@ -148,3 +148,21 @@ def test_allow_plain_is_scoped_to_its_block() -> None:
         return [w for w in seen if issubclass(w.category, motorpatch.PlainFallbackWarning)]
 
     assert len(run_on("asyncio", main)) == 1
+
+
+def test_sync_to_async_worker_thread_warns_naming_django() -> None:
+    """Django under ASGI runs a view it takes for sync through asgiref's sync_to_async."""
+    from asgiref.sync import sync_to_async
+
+    @motorpatch.green
+    def lookup() -> int:
+        return 8
+
+    def plain_view() -> int:  # what Django would call: a sync view calling green code
+        return lookup()
+
+    async def main() -> None:
+        with pytest.warns(motorpatch.PlainFallbackWarning, match="sync_to_async worker thread"):
+            assert await sync_to_async(plain_view)() == 8
+
+    run_on("asyncio", main)

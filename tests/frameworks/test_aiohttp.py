@@ -111,7 +111,7 @@ def test_handlers_and_middleware_run_green_on_the_loop_and_overlap(
 ) -> None:
     where = Where()
     server = serve_aiohttp(make_app(items, where))
-    n, delay = 100, 0.2
+    n, delay = 100, 0.5
 
     async def test(http: Http) -> tuple[float, list[tuple[int, Any]]]:
         proxy.delay = delay
@@ -129,10 +129,14 @@ def test_handlers_and_middleware_run_green_on_the_loop_and_overlap(
     assert results == [(200, {"i": 3, "tag": "tag-3", "request_id": "none"})] * n
     assert where.threads("handler") == {server.thread_id} and where.all_green("handler")
     assert where.threads("middleware") == {server.thread_id} and where.all_green("middleware")
-    # Two round trips per request (the middleware's insert, the handler's find): 0.4 s at
-    # best; serially 40 s.
+    # Two round trips per request (the middleware's insert, the handler's find): 1 s at
+    # best; serially 100 s.
     assert elapsed < 2 * 2 * delay, f"{n} requests took {elapsed:.2f}s: they did not overlap"
-    assert lag.max < delay / 2, f"the loop stalled {lag.max * 1000:.0f} ms"
+    # Serving 100 requests that arrive at once is CPU work on the loop (parsing, routing,
+    # validation): a few ticks can be late by that. A PyMongo call blocking the loop would
+    # stall it for a whole round trip, and most ticks would be late.
+    assert lag.percentile(99) < delay / 10, f"loop lag p99 {lag.percentile(99) * 1000:.0f} ms"
+    assert lag.max < delay, f"the loop stalled {lag.max * 1000:.0f} ms: a blocking call"
 
 
 def test_views_context_and_errors(serve_aiohttp, with_http, items) -> None:

@@ -198,7 +198,7 @@ def test_endpoint_and_dependency_run_green_on_the_loop_and_overlap(
 ) -> None:
     where = Where()
     server = serve_asgi(make_app(items, where))
-    n, delay = 100, 0.2  # more requests than AnyIO's 40 worker threads
+    n, delay = 100, 0.5  # more requests than AnyIO's 40 worker threads
 
     async def test(http: Http) -> tuple[float, list[tuple[int, Any]]]:
         proxy.delay = delay
@@ -218,9 +218,13 @@ def test_endpoint_and_dependency_run_green_on_the_loop_and_overlap(
     assert where.threads("dependency") == {server.thread_id}
     assert where.all_green("endpoint") and where.all_green("dependency")
     assert {server.thread_id} <= SERIALIZED_ON, "response validation runs on the loop thread"
-    # Below what AnyIO's 40 worker threads can do (3 rounds: 0.6 s), near one delay.
-    assert elapsed < 2.5 * delay, f"{n} requests took {elapsed:.2f}s: they did not overlap"
-    assert lag.max < delay / 2, f"the loop stalled {lag.max * 1000:.0f} ms"
+    # Near one delay; AnyIO's 40 worker threads need 3 rounds (1.5 s), serially 50 s.
+    assert elapsed < 2 * delay, f"{n} requests took {elapsed:.2f}s: they did not overlap"
+    # Serving 100 requests that arrive at once is CPU work on the loop (parsing, routing,
+    # validation): a few ticks can be late by that. A PyMongo call blocking the loop would
+    # stall it for a whole round trip, and most ticks would be late.
+    assert lag.percentile(99) < delay / 10, f"loop lag p99 {lag.percentile(99) * 1000:.0f} ms"
+    assert lag.max < delay, f"the loop stalled {lag.max * 1000:.0f} ms: a blocking call"
 
 
 def test_yield_dependency_opens_and_closes_its_session_green(serve_asgi, with_http, items):

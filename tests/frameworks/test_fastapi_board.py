@@ -93,7 +93,7 @@ def test_concurrent_requests_overlap_on_a_delayed_server(
 ) -> None:
     app = create_app(proxy.uri, database, maxPoolSize=200, maxConnecting=200)
     server = serve_asgi(app)
-    n, delay = 100, 0.2
+    n, delay = 100, 0.5
 
     async def test(http: Http) -> tuple[float, list[tuple[int, Any]]]:
         await http.post(server.url + "/api/messages", {"author": "ann", "text": "hello"})
@@ -109,8 +109,13 @@ def test_concurrent_requests_overlap_on_a_delayed_server(
         f"loop lag p99 {lag.percentile(99) * 1000:.1f} ms, max {lag.max * 1000:.1f} ms"
     )
     assert all(status == 200 and len(body["messages"]) == 1 for status, body in results)
-    assert elapsed < 2.5 * delay, f"{n} requests took {elapsed:.2f}s: they did not overlap"
-    assert lag.max < delay / 2, f"the loop stalled {lag.max * 1000:.0f} ms"
+    # Near one delay; as plain defs in AnyIO's 40 threads: 3 rounds (1.5 s), serially 50 s.
+    assert elapsed < 2 * delay, f"{n} requests took {elapsed:.2f}s: they did not overlap"
+    # Serving 100 requests that arrive at once is CPU work on the loop (parsing, routing,
+    # validation): a few ticks can be late by that. A PyMongo call blocking the loop would
+    # stall it for a whole round trip, and most ticks would be late.
+    assert lag.percentile(99) < delay / 10, f"loop lag p99 {lag.percentile(99) * 1000:.0f} ms"
+    assert lag.max < delay, f"the loop stalled {lag.max * 1000:.0f} ms: a blocking call"
 
 
 def test_a_hung_database_answers_503(proxy, database, serve_asgi, with_http) -> None:
