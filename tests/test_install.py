@@ -19,8 +19,7 @@ import wrapt
 import motorpatch
 from motorpatch import UnsupportedVersionError, UntestedVersionWarning
 from motorpatch._versions import SUPPORTED, check_pymongo
-from motorpatch.patches import REGISTRY
-from motorpatch.patches._registry import Patch, apply_all, find_stale_references
+from motorpatch.patches import REGISTRY, Patch, applied, apply_all, find_stale_references, remove_all
 
 # Written out by hand, independently of the registry, so a patch that the
 # registry forgets to restore (or restores to a copy) is caught.
@@ -221,7 +220,7 @@ def test_a_module_still_holding_an_original_is_reported() -> None:
         try:
             stale = find_stale_references([patch])
         finally:
-            patch.remove()
+            assert remove_all() == []
         # Patching only the pool leaves topology's by-name import (4.11+) stale too.
         where = "(patched at pymongo.synchronous.pool._cond_wait)"
         expected = [f"pymongo._motorpatch_test_stray._cond_wait {where}"]
@@ -245,4 +244,4 @@ def test_a_failed_patch_rolls_back_the_ones_before_it() -> None:
     with pytest.raises(AttributeError):
         apply_all([*REGISTRY, bad])
     assert all(a is b for a, b in zip(before, _snapshot(), strict=True))
-    assert all(p.handle is None for p in REGISTRY)
+    assert applied() == []

@@ -21,7 +21,7 @@ import pytest
 from pymongo.errors import AutoReconnect, NetworkTimeout
 
 import motorpatch
-from support.loops import LagTicker, run_on
+from tests.support.loops import LagTicker, run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 

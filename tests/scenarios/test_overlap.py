@@ -15,7 +15,7 @@ import pymongo
 import pytest
 
 import motorpatch
-from support.loops import LagTicker, run_on
+from tests.support.loops import LagTicker, run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 
