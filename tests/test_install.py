@@ -14,12 +14,18 @@ import pymongo.synchronous.mongo_client
 import pymongo.synchronous.pool
 import pymongo.synchronous.topology
 import pytest
-import wrapt
 
 import motorpatch
 from motorpatch import UnsupportedVersionError, UntestedVersionWarning
 from motorpatch._versions import SUPPORTED, check_pymongo
-from motorpatch.patches import REGISTRY, Patch, applied, apply_all, find_stale_references, remove_all
+from motorpatch.patches import (
+    REGISTRY,
+    Patch,
+    applied,
+    apply_all,
+    find_stale_references,
+    remove_all,
+)
 
 # Written out by hand, independently of the registry, so a patch that the
 # registry forgets to restore (or restores to a copy) is caught.
@@ -125,26 +131,6 @@ def test_install_is_thread_safe() -> None:
         assert patched.__wrapped__ is original
     motorpatch.uninstall()
     assert all(a is b for a, b in zip(before, _snapshot(), strict=True))
-
-
-def test_uninstall_leaves_a_wrapper_another_library_put_on_top() -> None:
-    motorpatch.install()
-    ours = pymongo.synchronous.pool.Pool._get_conn
-    calls: list[str] = []
-
-    def tracer(wrapped, instance, args, kwargs):  # type: ignore[no-untyped-def]
-        calls.append("traced")
-        return wrapped(*args, **kwargs)
-
-    theirs = wrapt.wrap_function_wrapper(pymongo.synchronous.pool, "Pool._get_conn", tracer)
-    try:
-        motorpatch.uninstall()
-        now = vars(pymongo.synchronous.pool.Pool)["_get_conn"]
-        assert now is theirs  # their wrapper stays...
-        assert now.__wrapped__ is not ours  # ...and ours was spliced out beneath it
-        assert not isinstance(now.__wrapped__, wrapt.FunctionWrapper)
-    finally:
-        wrapt.unwrap_object(pymongo.synchronous.pool, "Pool._get_conn", theirs)
 
 
 def test_install_rejects_an_unknown_blocking_mode() -> None:

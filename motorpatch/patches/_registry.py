@@ -23,6 +23,7 @@ import inspect
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any
 
 import pymongo
@@ -130,10 +131,10 @@ def apply_all(patches: Iterable[Patch]) -> None:
 
 
 def _describe(value: Any) -> str:
-    name = getattr(value, "__qualname__", None)
-    module = getattr(value, "__module__", None)
-    if isinstance(name, str) and isinstance(module, str):
-        return f"{type(value).__name__} {module}.{name}"
+    """What replaced an attribute, by where it was defined (``functools.wraps`` copies names)."""
+    code = getattr(value, "__code__", None)
+    if isinstance(code, CodeType):
+        return f"{code.co_qualname} ({code.co_filename}:{code.co_firstlineno})"
     return f"a {type(value).__name__} object"
 
 
@@ -141,22 +142,31 @@ def _remove(patch: Patch, state: _Applied) -> str | None:
     """Take out our wrapper; None if the attribute is the original again, else why not."""
     module = importlib.import_module(patch.module)
     try:
+        holds = _describe(patch.resolve())
+    except Exception as exc:
+        holds = f"something that cannot be read ({type(exc).__name__}: {exc})"
+    kept = "motorpatch left that value in place"
+    try:
         removed = wrapt.unwrap_object(module, patch.attr, state.handle, missing_ok=True)
-        current = patch.resolve()
         if removed is None:  # ours is nowhere in what the attribute holds now
             return (
-                f"{patch.target} was replaced after install() by {_describe(current)}, which "
-                "is not a wrapt wrapper of motorpatch's; motorpatch left that value in place"
+                f"{patch.target} was replaced after install() by {holds}, which is not a "
+                f"wrapt wrapper around motorpatch's; {kept}"
             )
+        current = patch.resolve()
         if wrapt.is_wrapped_by(current, state.handle) or wrapt.unwrapped(
             current
         ) is not wrapt.unwrapped(state.original):
-            return (
-                f"{patch.target} holds {_describe(current)} after motorpatch's wrapper was "
-                "removed, not PyMongo's original; motorpatch left that value in place"
-            )
-    except Exception as exc:  # e.g. wrapt.WrapperNotOutermostError, or a replacement that raises
-        return f"{patch.target} could not be restored ({type(exc).__name__}: {exc})"
+            return f"{patch.target} holds {_describe(current)}, not PyMongo's original; {kept}"
+    except wrapt.WrapperNotOutermostError:
+        return (
+            f"{patch.target} holds {holds}, which calls motorpatch's wrapper but is not a wrapt "
+            f"wrapper, so motorpatch's cannot be taken out from under it; {kept}"
+        )
+    except Exception as exc:  # a replacement that raises when wrapt follows its chain
+        return f"{patch.target} holds {holds}; removing motorpatch's wrapper raised " + (
+            f"{type(exc).__name__}: {exc}; {kept}"
+        )
     return None
 
 
