@@ -140,8 +140,8 @@ def green(fn: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:
     no event loop runs (a script, a plain thread) it runs synchronously and
     returns its result. The declared type is the awaitable one, the way
     handlers use it (``await f()`` type-checks); where a type checker must
-    see the inline result, call the undecorated function, ``f.__wrapped__``
-    (docs/architecture.md#how-green-is-typed).
+    see an inline call's result, decorate an alias and call the plain
+    function inline (docs/architecture.md#how-green-is-typed).
 
     :raises TypeError: ``fn`` is a coroutine function or not callable.
     """

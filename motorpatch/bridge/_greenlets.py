@@ -112,7 +112,7 @@ def unfinished_on_open_loops() -> list[GreenGreenlet]:
 # -- reused greenlets ------------------------------------------------------------------
 # Creating and freeing a greenlet costs about as much as a park, so a finished one
 # waits in its thread's pool for the next call
-# (docs/architecture.md#finished-greenlets-are-reused).
+# (docs/architecture.md#direct-wake-ups-and-pooled-greenlets).
 _POOL_MAX = 1024
 
 

@@ -7,7 +7,7 @@ loop callback: when it fires it switches straight into the greenlet, with no
 future and no Task step, subject to the fairness budget; the coroutine hears
 only of the call's end or of an awaitable to await (the messages are listed
 in :mod:`motorpatch.bridge._greenlets`; the measurement behind it is in
-docs/architecture.md#loop-callbacks-switch-straight-into-the-greenlet).
+docs/architecture.md#direct-wake-ups-and-pooled-greenlets).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ never touched, so threads and user code are unaffected.
 
 Deliberately not patched: ``auth_oidc`` sleeps while holding a
 ``threading.Lock``; parking there would let another greenlet on the same
-thread block on that lock and freeze the loop (see docs/architecture.md).
+thread block on that lock and freeze the loop
+(docs/architecture.md#the-auth_oidc-sleep-is-not-patched).
 """
 
 from __future__ import annotations
