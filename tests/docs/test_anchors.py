@@ -25,12 +25,14 @@ def _anchors(page: str) -> set[str]:
 
 
 def _citations() -> list[tuple[str, str, str]]:
-    found = []
+    paths = [ROOT / "setup.py"]
     for top in SOURCES:
-        for path in sorted((ROOT / top).rglob("*.py")):
-            for page, anchor in CITED.findall(path.read_text(encoding="utf-8")):
-                found.append((str(path.relative_to(ROOT)), page, anchor))
-    return found
+        paths += sorted((ROOT / top).rglob("*.py"))
+    return [
+        (str(path.relative_to(ROOT)), page, anchor)
+        for path in paths
+        for page, anchor in CITED.findall(path.read_text(encoding="utf-8"))
+    ]
 
 
 def test_every_cited_anchor_is_a_heading() -> None:
