@@ -44,21 +44,21 @@ __all__ = ["PATCHES"]
 
 # Each wrapper below is a gate's green branch: (loop, wrapped, instance, args, kwargs).
 _Args = tuple[Any, ...]
-_Kwargs = dict[str, Any]
+_Kw = dict[str, Any]
 
 _MODULE = "pymongo.synchronous.pool"
 
 
 def _configured_socket_interface(
-    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kw: _Kwargs
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
 ) -> Any:
-    return green_configured_socket_interface(*args, **kw)
+    return green_configured_socket_interface(*args, **kwargs)
 
 
 def _configured_socket(
-    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kw: _Kwargs
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
 ) -> Any:
-    return green_configured_socket(*args, **kw)
+    return green_configured_socket(*args, **kwargs)
 
 
 # Loop iterations a checkout defers to waiters handed a connection-establishment
@@ -71,7 +71,7 @@ _checkout_deadline: ContextVar[float | None] = ContextVar("motorpatch_checkout_d
 
 
 def _get_conn(
-    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kw: _Kwargs
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
 ) -> Any:
     token = None
     size_cond = instance.size_cond
@@ -82,7 +82,7 @@ def _get_conn(
             if not pending_handoffs(instance._max_connecting_cond):
                 break
             yield_now(loop)
-        conn = wrapped(*args, **kw)
+        conn = wrapped(*args, **kwargs)
     finally:
         if token is not None:
             _checkout_deadline.reset(token)
@@ -128,7 +128,7 @@ def _held_to_checkout_deadline(timeout: float | None) -> float | None:
 
 
 def _cond_wait_deadline(
-    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kw: _Kwargs
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
 ) -> Any:
     """Green branch for PyMongo 4.9-4.10's ``pool._cond_wait(condition, deadline)``."""
     condition, deadline = args
