@@ -10,6 +10,7 @@ counts. The layers, bottom up, are those of docs/architecture.md#the-layout:
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 import textwrap
@@ -165,6 +166,19 @@ def test_between_packages_only_faces_and_public_names_are_imported() -> None:
             if not _is_package(target) or imported.startswith("_"):
                 crossings.append(f"{name}:{line} imports {target} {imported}".rstrip())
     assert crossings == []
+
+
+def test_every_name_imported_from_a_module_is_in_its_all() -> None:
+    """``__all__`` lists exactly what other modules may use: each name they import is there."""
+    missing = []
+    for name in MODULES:
+        for target, imported, line in _imports(name):
+            if target not in MODULES or target == name or not imported:
+                continue
+            public = getattr(importlib.import_module(target), "__all__", None)
+            if public is None or imported not in public:
+                missing.append(f"{name}:{line} imports {imported} from {target}")
+    assert missing == []
 
 
 def test_the_bridge_imports_only_the_standard_library_greenlet_and_errors() -> None:

@@ -18,6 +18,8 @@ from asyncio import AbstractEventLoop
 
 from motorpatch.bridge import green_loop, new_waker, park_direct
 
+__all__ = ["wait_fd"]
+
 _POLLIN = select.POLLIN | select.POLLPRI
 _POLLOUT = select.POLLOUT
 
