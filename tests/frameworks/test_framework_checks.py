@@ -25,7 +25,7 @@ from fastapi.dependencies.models import _is_async_gen_callable, _is_coroutine_ca
 from starlette._utils import is_async_callable
 
 import motorpatch
-from support.loops import run_on
+from tests.support.loops import run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 

@@ -5,7 +5,7 @@ FastAPI, Starlette, aiohttp and asgiref await it on their loop. Each call
 then takes one of three paths:
 
 - on a thread whose event loop runs, outside green code: a coroutine that
-  runs the function in a greenlet (``_bridge._drive``);
+  runs the function in a greenlet (``_green.drive``);
 - inside green code: the function runs inline and returns its value;
 - on a thread with no running loop: the function runs synchronously
   (``_fallback`` warns once when that looks unintended, and hands a
@@ -21,26 +21,37 @@ import functools
 import inspect
 import sys
 from asyncio import _get_running_loop as _running_loop
-from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from greenlet import getcurrent
 
-from motorpatch import _fallback
-from motorpatch._bridge import _drive, _warn_if_not_installed
-from motorpatch._green_iter import green_generator
-from motorpatch._greenlets import _LOOP_ATTR
-from motorpatch._marker import is_async, is_green, mark
+from motorpatch.bridge._fallback import awaited_elsewhere, note_loop, plain_call_check
+from motorpatch.bridge._green import drive, warn_if_not_installed
+from motorpatch.bridge._green_iter import green_generator
+from motorpatch.bridge._greenlets import LOOP_ATTR
+from motorpatch.bridge._marker import is_async, is_green, mark
 
 __all__ = ["green"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+_Y = TypeVar("_Y")
 
 _last_loop = 0  # id() of the loop of the latest green call: a cheap "new loop?" check
 
 
-def green(fn: Callable[_P, _R]) -> Callable[_P, _R | Coroutine[Any, Any, _R]]:
+@overload
+def green(  # type: ignore[overload-overlap]
+    fn: Callable[_P, Generator[_Y, Any, Any]],
+) -> Callable[_P, AsyncGenerator[_Y, Any]]: ...
+
+
+@overload
+def green(fn: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]: ...
+
+
+def green(fn: Callable[_P, Any]) -> Callable[_P, Any]:
     """Run a synchronous function as green code, so blocking PyMongo calls park.
 
     Called on a thread whose event loop is running, outside green code, the
@@ -69,8 +80,15 @@ def green(fn: Callable[_P, _R]) -> Callable[_P, _R | Coroutine[Any, Any, _R]]:
     so ``async for`` and FastAPI's ``yield`` dependencies drive it on the loop.
     The plain generator function stays available as ``__wrapped__``.
 
+    The declared type is the awaitable one, the way handlers use it (``await
+    f()`` type-checks); where a type checker must see an inline call's
+    result, decorate an alias and call the plain function inline
+    (docs/architecture.md#how-green-is-typed).
+
     Decorating a function that is already ``@green`` returns it unchanged.
-    Raises ``TypeError`` if ``fn`` is a coroutine function or not callable.
+
+    :raises TypeError: ``fn`` is a coroutine function (or marked as one) or
+        not callable.
     """
     if is_green(fn):
         return fn
@@ -86,23 +104,24 @@ def green(fn: Callable[_P, _R]) -> Callable[_P, _R | Coroutine[Any, Any, _R]]:
             "Write @motorpatch.green above a def."
         )
     if inspect.isgeneratorfunction(fn):
-        return mark(green_generator(fn), coroutine=False)  # type: ignore[return-value]
+        return mark(green_generator(fn), coroutine=False)
 
     @functools.wraps(fn)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R | Coroutine[Any, Any, _R]:
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any | Coroutine[Any, Any, Any]:
         global _last_loop
-        if getattr(getcurrent(), _LOOP_ATTR, None) is not None:
+        if getattr(getcurrent(), LOOP_ATTR, None) is not None:
             return fn(*args, **kwargs)
         loop = _running_loop()
         if loop is None:
-            if _fallback.awaited_elsewhere(sys._getframe(1).f_code):
-                return _drive(fn, args, kwargs)  # runs when awaited, on the awaiter's loop
-            _fallback.plain_call_check(fn)
+            if awaited_elsewhere(sys._getframe(1).f_code):
+                return drive(fn, args, kwargs)  # runs when awaited, on the awaiter's loop
+            plain_call_check(fn)
             return fn(*args, **kwargs)
         if id(loop) != _last_loop:
             _last_loop = id(loop)
-            _fallback.note_loop(loop)
-        _warn_if_not_installed()
-        return _drive(fn, args, kwargs)
+            note_loop(loop)
+        warn_if_not_installed()
+        return drive(fn, args, kwargs)
 
-    return mark(wrapper)
+    # Awaitable for callers on a loop; the inline result elsewhere (see the docstring).
+    return cast(Callable[_P, Any], mark(wrapper))

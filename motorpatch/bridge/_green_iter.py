@@ -16,7 +16,7 @@ from asyncio import _get_running_loop as _running_loop
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Iterator
 from typing import Any, TypeVar
 
-from motorpatch._bridge import _drive, _warn_if_not_installed
+from motorpatch.bridge._green import drive, warn_if_not_installed
 
 __all__ = ["green_generator", "green_iter"]
 
@@ -49,12 +49,12 @@ async def green_iter(iterable: Iterable[_T]) -> AsyncGenerator[_T, None]:
     ``killCursors``) runs as green code too; close it promptly with
     ``contextlib.aclosing``.
     """
-    _warn_if_not_installed()
-    it: Iterator[_T] = await _drive(iter, (iterable,), {})
+    warn_if_not_installed()
+    it: Iterator[_T] = await drive(iter, (iterable,), {})
     finished = False
     try:
         while True:
-            item = await _drive(_step, (next, it), {})
+            item = await drive(_step, (next, it), {})
             if item is _DONE:
                 finished = True
                 return
@@ -69,7 +69,7 @@ async def _close(close: Callable[[], object]) -> None:
     if _running_loop() is None:  # finalised without a loop (at exit): close it plainly
         close()
     else:
-        await _drive(close, (), {})
+        await drive(close, (), {})
 
 
 def green_generator(
@@ -79,13 +79,13 @@ def green_generator(
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[_T, Any]:
-        _warn_if_not_installed()
+        warn_if_not_installed()
         gen = fn(*args, **kwargs)  # creating a generator runs none of its body
         step: Callable[[Any], _T] = gen.send
         arg: Any = None
         try:
             while True:
-                item = await _drive(_step, (step, arg), {})
+                item = await drive(_step, (step, arg), {})
                 if item is _DONE:
                     return
                 try:

@@ -17,7 +17,7 @@ import anyio.to_thread
 import pytest
 
 import motorpatch
-from support.loops import run_on
+from tests.support.loops import run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 

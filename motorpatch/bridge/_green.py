@@ -1,4 +1,4 @@
-"""The greenlet <-> event loop bridge: ``await_`` and the driving coroutine ``_drive``.
+"""``await_`` and the driving coroutine of every green call (``drive``).
 
 A green call is a coroutine (``_drive``) that owns one greenlet (taken from
 a per-thread pool) for the call. The greenlet runs the user's synchronous
@@ -9,12 +9,13 @@ SQLAlchemy's ``greenlet_spawn``/``await_only``: because a real coroutine does
 the awaiting, asyncio cancellation, ``asyncio.wait_for``, Tornado and
 contextvars all behave as they do for ordinary coroutines. The hot waits
 (socket readiness, timers, condition wake-ups) skip the future: the loop's
-callback switches straight into the greenlet (``_park_direct``), and the
+callback switches straight into the greenlet (``park_direct``), and the
 coroutine hears only of the call's end, or of an awaitable to await.
 
-The greenlets themselves (tagging, the pool) are ``_greenlets``'s; the two
-ways of waiting are ``_parking``'s; the fairness budget is ``_fairness``'s;
-the ``@green`` decorator that starts calls is ``_green``'s.
+The greenlets themselves (tagging, the pool) and the messages the driver and
+a greenlet exchange (a table) are ``_greenlets``'s; the two ways of waiting
+are ``_parking``'s; the fairness budget is ``_fairness``'s; the ``@green``
+decorator that starts calls (and where it finds no loop) is ``_decorator``'s.
 """
 
 from __future__ import annotations
@@ -27,80 +28,90 @@ from asyncio import _get_running_loop as _running_loop
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
-from motorpatch._fairness import _SLICE_BUDGET, _run_slice, _slice, _wait_for_next_slice
-from motorpatch._greenlets import (
-    _Done,
-    _finish,
-    _green_loop,
-    _recycle,
-    _take_task,
+from motorpatch.bridge._fairness import SLICE_BUDGET, budget, run_slice, wait_for_next_slice
+from motorpatch.bridge._greenlets import (
+    PARKED,
+    Deferred,
+    Outcome,
+    finish,
+    green_loop,
+    recycle,
+    take_greenlet,
 )
-from motorpatch._install import is_installed
-from motorpatch._parking import _DIRECT, _park, _Resume
-from motorpatch._stats import counters
+from motorpatch.bridge._parking import park
+from motorpatch.bridge._state import counters, is_installed
 from motorpatch.errors import BlockingCallWarning, GreenContextError
 
-__all__ = ["await_"]
+__all__ = ["await_", "drive", "warn_if_not_installed"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
 async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _R:
-    """Run ``fn`` in a green greenlet, awaiting on its behalf until it returns."""
+    """Run ``fn`` in a green greenlet, awaiting on its behalf until it returns.
+
+    Each branch answers one message of the switch protocol (the table in
+    :mod:`motorpatch.bridge._greenlets`).
+    """
     loop = cast(AbstractEventLoop, _running_loop())
-    task = _take_task(loop)  # from here the call is in flight (stats(), uninstall())
-    if _slice.spent >= _SLICE_BUDGET:  # new calls wait their turn too, not only resumed ones
-        task.motorpatch_parked = "yield"
+    gl = take_greenlet(loop)  # from here the call is in flight (stats(), uninstall())
+    if budget.spent >= SLICE_BUDGET:  # new calls wait their turn too, not only resumed ones
+        gl.motorpatch_parked = "yield"
         try:
-            await _wait_for_next_slice(loop)
+            await wait_for_next_slice(loop)
         except BaseException:  # cancelled before it started: the greenlet was not used
-            _recycle(task)
+            recycle(gl)
             raise
         finally:
-            task.motorpatch_parked = None
+            gl.motorpatch_parked = None
     counted = counters()
     counted.calls += 1
-    value = _run_slice(counted, task.switch, (fn, args, kwargs))
+    value = run_slice(counted, gl.switch, (fn, args, kwargs))
     while True:
-        if type(value) is _Done or task.dead:
-            return cast(_R, _finish(task, value))
+        if type(value) is Outcome or gl.dead:
+            return cast(_R, finish(gl, value))
         try:
-            if value is _DIRECT:
-                task.motorpatch_handoff = loop.create_future()
+            if value is PARKED:
+                gl.motorpatch_handoff = loop.create_future()
                 try:
-                    await task.motorpatch_handoff
+                    await gl.motorpatch_handoff
                 finally:
-                    task.motorpatch_handoff = None
-                value, task.motorpatch_message = task.motorpatch_message, None
-                if type(value) is not _Resume:
-                    continue  # finished, or parked on an awaitable
+                    gl.motorpatch_handoff = None
+                value, gl.motorpatch_message = gl.motorpatch_message, None
+                if type(value) is not Deferred:
+                    continue  # an Outcome, or an awaitable to await
                 result = value.value
-            else:
+            else:  # an awaitable
                 result = await value
-            if _slice.spent >= _SLICE_BUDGET:
-                await _wait_for_next_slice(loop)
+            if budget.spent >= SLICE_BUDGET:
+                await wait_for_next_slice(loop)
         except GeneratorExit:
             # This coroutine is being closed (collected), maybe on another thread or in
             # the middle of other code: resuming the greenlet here could run its unwinding
             # anywhere. Leave it; it is never resumed (see docs/troubleshooting.md).
-            task.motorpatch_waker = None
+            gl.motorpatch_waker = None
             raise
         except BaseException as exc:  # cancellation too: it is thrown into the greenlet
-            task.motorpatch_waker = None  # a wake-up already queued must not resume it
-            pending, task.motorpatch_message = task.motorpatch_message, None
-            if type(pending) is _Done:  # it finished as the cancellation came
-                _finish(task, pending)
+            gl.motorpatch_waker = None  # a wake-up already queued must not resume it
+            pending, gl.motorpatch_message = gl.motorpatch_message, None
+            if type(pending) is Outcome:  # it finished as the cancellation came
+                finish(gl, pending)
                 raise
-            value = _run_slice(counted, task.throw, exc)
+            value = run_slice(counted, gl.throw, exc)
         else:
-            value = _run_slice(counted, task.switch, result)
+            value = run_slice(counted, gl.switch, result)
 
+
+# The name other bridge modules import; the coroutine keeps its name, ``_drive``, which
+# users meet in "coroutine '_drive' was never awaited" and in task stacks.
+drive = _drive
 
 _warned_not_installed = False
 
 
-def _warn_if_not_installed() -> None:
+def warn_if_not_installed() -> None:
+    """Warn once if a green call starts before ``install()``: its PyMongo calls would block."""
     global _warned_not_installed
     if _warned_not_installed or is_installed():
         return
@@ -121,10 +132,10 @@ def await_(awaitable: Awaitable[_R]) -> _R:
     from inside a ``@motorpatch.green`` function. The awaitable's exception
     is raised here unchanged.
 
-    Raises :class:`motorpatch.GreenContextError` when called outside green
-    code, where there is no coroutine to await on this function's behalf.
+    :raises GreenContextError: called outside green code, where there is no
+        coroutine to await on this function's behalf.
     """
-    loop = _green_loop()
+    loop = green_loop()
     if loop is None:
         if inspect.iscoroutine(awaitable):
             awaitable.close()  # no "was never awaited" noise on top of our error
@@ -149,4 +160,4 @@ def await_(awaitable: Awaitable[_R]) -> _R:
             "motorpatch.await_(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, "
             "other_loop)))."
         )
-    return cast(_R, _park(awaitable, "await_"))
+    return cast(_R, park(awaitable, "await_"))
