@@ -53,6 +53,7 @@ async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str,
     """Run ``fn`` in a green greenlet, awaiting on its behalf until it returns."""
     loop = cast(AbstractEventLoop, _running_loop())
     task = _take_task(loop)  # from here the call is in flight (stats(), uninstall())
+    task.motorpatch_fn = fn  # the audit's call site for a stall that ends with the call
     if _slice.spent >= _SLICE_BUDGET:  # new calls wait their turn too, not only resumed ones
         task.motorpatch_parked = "yield"
         try:

@@ -18,6 +18,7 @@ from time import perf_counter
 from typing import Any
 
 from motorpatch._stats import _Counters, counters
+from motorpatch.audit import _record
 
 __all__ = ["_SLICE_BUDGET", "_run_slice", "_slice", "_wait_for_next_slice"]
 
@@ -93,6 +94,8 @@ def _run_slice(counted: _Counters, resume: Callable[..., Any], *args: Any) -> An
         _slice.spent += spent
         _slice.resumes += 1
         counted.green_seconds += spent
+        if spent > _record.stall_threshold:  # inf unless the audit records
+            _record.stall(getattr(resume, "__self__", None), spent)
 
 
 async def _wait_for_next_slice(loop: AbstractEventLoop) -> None:

@@ -39,6 +39,7 @@ class _GreenTask(_greenlet):  # type: ignore[misc]
     motorpatch_waker: _Waker | None  # the armed wake-up of a direct park
     motorpatch_handoff: Future[None] | None  # what the driving coroutine awaits meanwhile
     motorpatch_message: Any  # what a wake-up handed to the driving coroutine
+    motorpatch_fn: Callable[..., Any] | None  # the green function of the current call
 
     def __init__(self, run: Callable[..., Any], parent: _greenlet, loop: AbstractEventLoop):
         super().__init__(run, parent)
@@ -48,6 +49,7 @@ class _GreenTask(_greenlet):  # type: ignore[misc]
         self.motorpatch_waker = None
         self.motorpatch_handoff = None
         self.motorpatch_message = None
+        self.motorpatch_fn = None
 
 
 def _green_loop() -> AbstractEventLoop | None:
@@ -128,6 +130,7 @@ def _take_task(loop: AbstractEventLoop) -> _GreenTask:
 
 def _recycle(task: _GreenTask) -> None:
     task.motorpatch_busy = False
+    task.motorpatch_fn = None
     if not task.dead and len(_pool.idle) < _POOL_MAX:
         task.gr_context = None  # do not keep the caller's context values alive
         _pool.idle.append(task)

@@ -13,6 +13,9 @@
   socket (made by start-up code or a plain thread) gets it wrapped in a
   :class:`GreenSocket` before use, so it can never block the loop. Outside
   green code, the blocking-call detector runs first.
+- ``Pool.checkin``: a PyMongo operation that blocked the loop's thread
+  outside green code ends when its connection comes back; its time goes to
+  the audit (:mod:`motorpatch.audit`). In green code it only costs a check.
 - ``_cond_wait`` (4.11+ imported by name from ``pymongo.lock`` and given a
   timeout; 4.9-4.10 pool's own, given a deadline): waits for a pool slot
   (maxPoolSize) and for a connection-establishment slot (maxConnecting) park
@@ -34,6 +37,7 @@ from motorpatch._condition import green_cond_wait, pending_handoffs
 from motorpatch._detector import check_blocking
 from motorpatch._greenlets import _green_loop
 from motorpatch._parking import _yield_now
+from motorpatch.audit._record import end_blocking
 from motorpatch.patches._registry import Patch
 from motorpatch.socket_shim import (
     GreenSocket,
@@ -72,7 +76,11 @@ def _get_conn(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     loop = _green_loop()
     if loop is None:
         check_blocking()
-        return wrapped(*args, **kwargs)
+        try:
+            return wrapped(*args, **kwargs)
+        except BaseException:
+            end_blocking()  # no connection: the operation ends here
+            raise
     token = None
     size_cond = instance.size_cond
     if instance.requests + pending_handoffs(size_cond) >= instance.max_pool_size:
@@ -163,6 +171,13 @@ def _cond_wait_deadline(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> 
     return green_cond_wait(loop, condition, _held_to_checkout_deadline(timeout))
 
 
+def _checkin(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        end_blocking()  # a blocking operation on this thread, if any, ends with its connection
+
+
 PATCHES = [
     Patch(
         _MODULE,
@@ -185,6 +200,13 @@ PATCHES = [
         "Pool._get_conn",
         wrapper=_get_conn,
         why="wrap plain sockets before green use; detect blocking calls on the loop",
+    ),
+    Patch(
+        _MODULE,
+        "Pool.checkin",
+        wrapper=_checkin,
+        why="time blocking operations outside green code (stats(), the audit)",
+        accepts=("self", "conn"),
     ),
     Patch(
         _MODULE,

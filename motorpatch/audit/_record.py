@@ -1,0 +1,228 @@
+"""The audit's recorder: blocking PyMongo operations and green stalls, per call site.
+
+A leaf module (standard library only), imported by the detector, the pool
+patch and the fairness budget:
+
+- ``begin_blocking(frame)``: the detector saw PyMongo wait on a running loop's
+  thread outside green code. Waits of one *operation* (a server-selection wait
+  and then the checkout of one ``find_one``) share its outermost PyMongo frame;
+  only the first opens the operation, so operations are counted, not waits.
+- ``end_blocking()``: the operation's connection went back to the pool (or its
+  checkout failed); the time since it opened is how long the loop was blocked.
+- ``stall(task, seconds)``: green code ran ``seconds`` without giving the loop
+  back, longer than ``stall_threshold`` (``inf`` while the audit is off, so the
+  hot path pays one float comparison).
+
+Nothing is recorded per call site while the audit is off; operations are
+still told apart, for ``stats()["blocking_calls"]``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sysconfig
+import threading
+from time import perf_counter
+from types import CodeType, FrameType
+from typing import Any
+
+__all__ = [
+    "Site",
+    "begin_blocking",
+    "call_site",
+    "discard",
+    "end_blocking",
+    "recording",
+    "reset",
+    "set_recording",
+    "snapshot",
+    "stall",
+    "stall_threshold",
+]
+
+stall_threshold = math.inf  # seconds; finite only while the audit records
+recording = False
+
+_INTERNAL_PACKAGES = ("pymongo", "bson", "gridfs", "motorpatch", "wrapt", "greenlet")
+_STDLIB = tuple(
+    {os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib")}
+)
+_internal_code: dict[CodeType, bool] = {}
+
+
+def _is_internal(frame: FrameType) -> bool:
+    code = frame.f_code
+    known = _internal_code.get(code)
+    if known is not None:
+        return known
+    name = frame.f_globals.get("__name__") or ""
+    internal = name.split(".", 1)[0] in _INTERNAL_PACKAGES
+    if not internal:
+        path = os.path.realpath(code.co_filename)
+        internal = (path.startswith(_STDLIB) and "-packages" + os.sep not in path) or (
+            code.co_filename.startswith("<frozen ")
+        )
+    _internal_code[code] = internal
+    return internal
+
+
+Site = tuple[str, int, str]  # (file, line, function)
+
+
+def call_site(frame: FrameType | None) -> tuple[FrameType | None, FrameType | None]:
+    """(first user frame from ``frame`` outwards, the last internal frame before it)."""
+    outer = None
+    while frame is not None and _is_internal(frame):
+        outer = frame
+        frame = frame.f_back
+    return frame, outer
+
+
+def _site_of(frame: FrameType | None) -> Site:
+    if frame is None:
+        return ("<unknown>", 0, "<unknown>")
+    code = frame.f_code
+    return (code.co_filename, frame.f_lineno or 0, getattr(code, "co_qualname", code.co_name))
+
+
+class _Entry:
+    __slots__ = ("count", "max", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.max = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        self.total += seconds
+        self.max = max(self.max, seconds)
+
+
+_sites: dict[tuple[str, Site], _Entry] = {}
+_lock = threading.Lock()
+
+
+def _add(kind: str, site: Site, seconds: float) -> None:
+    with _lock:
+        entry = _sites.get((kind, site))
+        if entry is None:
+            entry = _sites[(kind, site)] = _Entry()
+        entry.add(seconds)
+
+
+def reset() -> None:
+    """Forget every recorded call site (a forked child starts its own report)."""
+    with _lock:
+        _sites.clear()
+
+
+def snapshot() -> list[dict[str, Any]]:
+    """Every call site recorded so far, as report entries, by total time, largest first."""
+    _close_stale()
+    with _lock:
+        items = sorted(_sites.items(), key=lambda kv: (-kv[1].total, kv[0][1][0], kv[0][1][1]))
+    return [
+        {
+            "kind": kind,
+            "file": site[0],
+            "line": site[1],
+            "function": site[2],
+            "count": e.count,
+            "blocked_seconds_total": round(e.total, 6),
+            "blocked_seconds_max": round(e.max, 6),
+        }
+        for (kind, site), e in items
+    ]
+
+
+# -- blocking operations -----------------------------------------------------------------
+
+
+class _Open(threading.local):
+    """This thread's blocking operation in progress, if any."""
+
+    frame: FrameType | None = None  # its outermost PyMongo frame (held until it ends)
+    site: Site | None = None
+    start = 0.0
+    last = 0.0
+
+
+_open = _Open()
+
+
+def begin_blocking(frame: FrameType | None) -> bool:
+    """A PyMongo wait outside green code on a loop's thread; True if it opens an operation."""
+    now = perf_counter()
+    user, outer = call_site(frame)
+    state = _open
+    if state.frame is not None and state.frame is outer:
+        state.last = now
+        return False  # another wait of the operation already counted
+    if state.frame is not None:
+        _close(state, state.last)  # ended without reaching the pool (e.g. selection failed)
+    state.frame = outer
+    state.site = _site_of(user) if recording else None
+    state.start = state.last = now
+    return True
+
+
+def end_blocking() -> None:
+    """The operation in progress on this thread (if any) has ended."""
+    state = _open
+    if state.frame is not None:
+        _close(state, perf_counter())
+
+
+def discard() -> None:
+    """Forget this thread's operation in progress without recording it (it was refused)."""
+    _open.frame = _open.site = None
+
+
+def _close(state: _Open, end: float) -> None:
+    site = state.site
+    state.frame = state.site = None
+    if site is not None:
+        _add("blocking", site, max(end - state.start, 0.0))
+
+
+def _close_stale() -> None:
+    """Close this thread's operation if it is open (a report is being written)."""
+    state = _open
+    if state.frame is not None and state.site is not None:
+        _close(state, state.last)
+
+
+# -- green stalls -------------------------------------------------------------------------
+
+
+def stall(task: Any, seconds: float) -> None:
+    """Green code in ``task`` (a greenlet) held the loop ``seconds`` before giving it back.
+
+    The call site is the innermost user frame of the greenlet where it parked;
+    if the call finished in this stretch (nothing of it is left suspended), it
+    is the green function itself (its ``def`` line).
+    """
+    if not recording:
+        return
+    frame = None if task.dead else task.gr_frame
+    user, _ = call_site(frame)
+    if user is not None:
+        site = _site_of(user)
+    else:
+        fn = getattr(task, "motorpatch_fn", None)
+        code = getattr(fn, "__code__", None)
+        if code is None:
+            site = ("<unknown>", 0, getattr(fn, "__qualname__", "<unknown>"))
+        else:
+            site = (code.co_filename, code.co_firstlineno, fn.__qualname__)  # type: ignore[union-attr]
+    _add("stall", site, seconds)
+
+
+def set_recording(on: bool, threshold: float) -> None:
+    """Start (``on``) or stop recording; ``threshold`` is the stall threshold in seconds."""
+    global recording, stall_threshold
+    recording = on
+    stall_threshold = threshold if on else math.inf
+
