@@ -28,7 +28,6 @@ VERSION = pymongo.version_tuple[:2]
 PATCHED = [
     (pymongo.synchronous.pool, "_cond_wait"),
     (pymongo.synchronous.pool.Pool, "_get_conn"),
-    (pymongo.synchronous.pool.Pool, "checkin"),
     (
         importlib.import_module(
             "pymongo.periodic_executor"

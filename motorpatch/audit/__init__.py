@@ -131,7 +131,7 @@ def report() -> dict[str, Any]:
         }
         for kind in ("blocking", "stall")
     }
-    threshold = _record.stall_threshold
+    threshold = _record.audit_threshold()
     return {
         "motorpatch_audit": 1,
         "pid": os.getpid(),

@@ -14,7 +14,9 @@ patch and the fairness budget:
   hot path pays one float comparison).
 
 Nothing is recorded per call site while the audit is off; operations are
-still told apart, for ``stats()["blocking_calls"]``.
+still told apart, for ``stats()["blocking_calls"]``. Watches
+(``motorpatch.testing.assert_loop_responsive``) hear of the same events
+while they are on, whether the audit records or not.
 """
 
 from __future__ import annotations
@@ -23,26 +25,37 @@ import math
 import os
 import sysconfig
 import threading
+from collections.abc import Callable
 from time import perf_counter
 from types import CodeType, FrameType
 from typing import Any
 
 __all__ = [
     "Site",
+    "audit_threshold",
     "begin_blocking",
     "call_site",
     "discard",
     "end_blocking",
+    "operation_open",
     "recording",
     "reset",
     "set_recording",
+    "site_of",
     "snapshot",
     "stall",
     "stall_threshold",
+    "unwatch",
+    "watch",
 ]
 
-stall_threshold = math.inf  # seconds; finite only while the audit records
+stall_threshold = math.inf  # seconds; finite only while the audit records or a watch is on
 recording = False
+_audit_threshold = math.inf
+# Watches (motorpatch.testing.assert_loop_responsive): called with (kind, site, seconds)
+# for every blocking operation and every stall over their own threshold.
+Watch = Callable[[str, "Site", float], None]
+_watches: dict[Watch, float] = {}
 
 _INTERNAL_PACKAGES = ("pymongo", "bson", "gridfs", "motorpatch", "wrapt", "greenlet")
 _STDLIB = tuple(
@@ -79,7 +92,7 @@ def call_site(frame: FrameType | None) -> tuple[FrameType | None, FrameType | No
     return frame, outer
 
 
-def _site_of(frame: FrameType | None) -> Site:
+def site_of(frame: FrameType | None) -> Site:
     if frame is None:
         return ("<unknown>", 0, "<unknown>")
     code = frame.f_code
@@ -163,9 +176,14 @@ def begin_blocking(frame: FrameType | None) -> bool:
     if state.frame is not None:
         _close(state, state.last)  # ended without reaching the pool (e.g. selection failed)
     state.frame = outer
-    state.site = _site_of(user) if recording else None
+    state.site = site_of(user) if recording or _watches else None
     state.start = state.last = now
     return True
+
+
+def operation_open() -> bool:
+    """Whether a blocking operation is in progress on this thread."""
+    return _open.frame is not None
 
 
 def end_blocking() -> None:
@@ -184,7 +202,10 @@ def _close(state: _Open, end: float) -> None:
     site = state.site
     state.frame = state.site = None
     if site is not None:
-        _add("blocking", site, max(end - state.start, 0.0))
+        seconds = max(end - state.start, 0.0)
+        if recording:
+            _add("blocking", site, seconds)
+        _notify("blocking", site, seconds)
 
 
 def _close_stale() -> None:
@@ -204,12 +225,10 @@ def stall(task: Any, seconds: float) -> None:
     if the call finished in this stretch (nothing of it is left suspended), it
     is the green function itself (its ``def`` line).
     """
-    if not recording:
-        return
-    frame = None if task.dead else task.gr_frame
+    frame = None if task is None or task.dead else task.gr_frame
     user, _ = call_site(frame)
     if user is not None:
-        site = _site_of(user)
+        site = site_of(user)
     else:
         fn = getattr(task, "motorpatch_fn", None)
         code = getattr(fn, "__code__", None)
@@ -217,12 +236,43 @@ def stall(task: Any, seconds: float) -> None:
             site = ("<unknown>", 0, getattr(fn, "__qualname__", "<unknown>"))
         else:
             site = (code.co_filename, code.co_firstlineno, fn.__qualname__)  # type: ignore[union-attr]
-    _add("stall", site, seconds)
+    if recording and seconds > _audit_threshold:
+        _add("stall", site, seconds)
+    _notify("stall", site, seconds)
+
+
+def _notify(kind: str, site: Site, seconds: float) -> None:
+    for watch, threshold in list(_watches.items()):
+        if seconds > threshold:
+            watch(kind, site, seconds)
+
+
+def _update_threshold() -> None:
+    global stall_threshold
+    stall_threshold = min([_audit_threshold, *_watches.values()])
 
 
 def set_recording(on: bool, threshold: float) -> None:
     """Start (``on``) or stop recording; ``threshold`` is the stall threshold in seconds."""
-    global recording, stall_threshold
+    global recording, _audit_threshold
     recording = on
-    stall_threshold = threshold if on else math.inf
+    _audit_threshold = threshold if on else math.inf
+    _update_threshold()
+
+
+def audit_threshold() -> float:
+    """The audit's stall threshold in seconds (``inf`` while it is off)."""
+    return _audit_threshold
+
+
+def watch(fn: Watch, threshold: float) -> None:
+    """Call ``fn(kind, site, seconds)`` for blocking operations and stalls over ``threshold``."""
+    _watches[fn] = threshold
+    _update_threshold()
+
+
+def unwatch(fn: Watch) -> None:
+    """Stop calling ``fn``."""
+    _watches.pop(fn, None)
+    _update_threshold()
 

@@ -12,10 +12,10 @@
   makes are held to it. A connection whose socket is still a plain blocking
   socket (made by start-up code or a plain thread) gets it wrapped in a
   :class:`GreenSocket` before use, so it can never block the loop. Outside
-  green code, the blocking-call detector runs first.
-- ``Pool.checkin``: a PyMongo operation that blocked the loop's thread
-  outside green code ends when its connection comes back; its time goes to
-  the audit (:mod:`motorpatch.audit`). In green code it only costs a check.
+  green code, the blocking-call detector runs first, and the pool gets a
+  ``checkin`` of its own (an instance attribute, removed by ``uninstall()``)
+  that ends the blocking operation when its connection comes back, for
+  ``stats()`` and the audit; pools never used that way pay nothing.
 - ``_cond_wait`` (4.11+ imported by name from ``pymongo.lock`` and given a
   timeout; 4.9-4.10 pool's own, given a deadline): waits for a pool slot
   (maxPoolSize) and for a connection-establishment slot (maxConnecting) park
@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from asyncio import AbstractEventLoop
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -37,7 +38,7 @@ from motorpatch._condition import green_cond_wait, pending_handoffs
 from motorpatch._detector import check_blocking
 from motorpatch._greenlets import _green_loop
 from motorpatch._parking import _yield_now
-from motorpatch.audit._record import end_blocking
+from motorpatch.audit._record import end_blocking, operation_open
 from motorpatch.patches._registry import Patch
 from motorpatch.socket_shim import (
     GreenSocket,
@@ -76,6 +77,8 @@ def _get_conn(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     loop = _green_loop()
     if loop is None:
         check_blocking()
+        if operation_open():
+            _hook_checkin(instance)
         try:
             return wrapped(*args, **kwargs)
         except BaseException:
@@ -171,11 +174,29 @@ def _cond_wait_deadline(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> 
     return green_cond_wait(loop, condition, _held_to_checkout_deadline(timeout))
 
 
-def _checkin(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    try:
-        return wrapped(*args, **kwargs)
-    finally:
-        end_blocking()  # a blocking operation on this thread, if any, ends with its connection
+_hooked: weakref.WeakSet[Any] = weakref.WeakSet()  # pools given their own checkin
+
+
+def _hook_checkin(pool: Any) -> None:
+    """Give ``pool`` a ``checkin`` that ends this thread's blocking operation, if any."""
+    if pool in _hooked:
+        return
+    original = pool.checkin
+
+    def checkin(conn: Any) -> None:
+        try:
+            original(conn)
+        finally:
+            end_blocking()  # the blocking operation on this thread, if any, is over
+
+    pool.checkin = checkin
+    _hooked.add(pool)
+
+
+def _unhook_checkins() -> None:
+    for pool in list(_hooked):
+        vars(pool).pop("checkin", None)
+    _hooked.clear()
 
 
 PATCHES = [
@@ -200,13 +221,7 @@ PATCHES = [
         "Pool._get_conn",
         wrapper=_get_conn,
         why="wrap plain sockets before green use; detect blocking calls on the loop",
-    ),
-    Patch(
-        _MODULE,
-        "Pool.checkin",
-        wrapper=_checkin,
-        why="time blocking operations outside green code (stats(), the audit)",
-        accepts=("self", "conn"),
+        undo=_unhook_checkins,
     ),
     Patch(
         _MODULE,

@@ -182,3 +182,21 @@ def test_stalls_below_the_threshold_and_with_the_audit_off_are_not_recorded(coll
     assert _record.stall_threshold == float("inf")
     run_on("asyncio", audit_app.pure_cpu)
     assert _record.snapshot() == []
+
+
+def test_uninstall_removes_the_checkin_hook_of_pools_that_served_blocking_calls(
+    coll: Any,
+) -> None:
+    motorpatch.install(blocking="ignore", audit_stall_ms=50, audit=None)
+    _record.reset()
+    motorpatch.audit.enable(None)
+    try:
+        run_on("asyncio", lambda: audit_app.unconverted_handler(coll))
+        pool = next(iter(coll.database.client._topology._servers.values())).pool
+        assert "checkin" in vars(pool)  # this pool served a blocking call
+        assert [s["count"] for s in motorpatch.audit.report()["call_sites"]] == [1]
+        motorpatch.uninstall()
+        assert "checkin" not in vars(pool)
+    finally:
+        motorpatch.audit.disable()
+        _record.reset()
