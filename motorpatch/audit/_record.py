@@ -58,9 +58,16 @@ Watch = Callable[[str, "Site", float], None]
 _watches: dict[Watch, float] = {}
 
 _INTERNAL_PACKAGES = ("pymongo", "bson", "gridfs", "motorpatch", "wrapt", "greenlet")
+# Computed once at import: on a loop's thread this module makes no file-system calls
+# (blockbuster, asyncio debug mode and the audit itself would rightly flag them).
 _STDLIB = tuple(
-    {os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib")}
+    {
+        path + os.sep
+        for key in ("stdlib", "platstdlib")
+        for path in (sysconfig.get_paths()[key], os.path.realpath(sysconfig.get_paths()[key]))
+    }
 )
+_SITE = ("-packages" + os.sep,)
 _internal_code: dict[CodeType, bool] = {}
 
 
@@ -72,9 +79,9 @@ def _is_internal(frame: FrameType) -> bool:
     name = frame.f_globals.get("__name__") or ""
     internal = name.split(".", 1)[0] in _INTERNAL_PACKAGES
     if not internal:
-        path = os.path.realpath(code.co_filename)
-        internal = (path.startswith(_STDLIB) and "-packages" + os.sep not in path) or (
-            code.co_filename.startswith("<frozen ")
+        path = code.co_filename  # a string test only: no file-system call here
+        internal = (path.startswith(_STDLIB) and _SITE[0] not in path) or path.startswith(
+            "<frozen "
         )
     _internal_code[code] = internal
     return internal
