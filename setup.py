@@ -22,6 +22,7 @@ setup(
     ],
     extras_require={
         "uvloop": ["uvloop>=0.19"],
+        "demo": ["nx-27017>=0.8.1"],  # the embedded server ./dev demo starts
         "test": [
             "pytest>=8",
             "mockupdb>=1.8.1",
