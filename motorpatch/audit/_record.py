@@ -21,6 +21,7 @@ while they are on, whether the audit records or not.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import sysconfig
@@ -37,6 +38,7 @@ __all__ = [
     "call_site",
     "discard",
     "end_blocking",
+    "entry_point",
     "operation_open",
     "recording",
     "reset",
@@ -106,30 +108,54 @@ def site_of(frame: FrameType | None) -> Site:
     return (code.co_filename, frame.f_lineno or 0, getattr(code, "co_qualname", code.co_name))
 
 
+_ASYNC_CODE = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def entry_point(user: FrameType | None) -> FrameType | None:
+    """The outermost synchronous frame that a coroutine (or a loop callback) called.
+
+    For a blocking operation, it is the function to run as green code
+    (decorate it with ``@motorpatch.green`` and await it), e.g. a Tornado
+    handler's ``get``; None when the operation is called from a coroutine
+    directly (move the call into a green function).
+    """
+    frame, entry = user, None
+    while frame is not None and not frame.f_code.co_flags & _ASYNC_CODE:
+        if frame.f_code.co_name == "_run" and frame.f_globals.get("__name__") == "asyncio.events":
+            break  # a plain loop callback (Handle._run)
+        if not _is_internal(frame):
+            entry = frame
+        frame = frame.f_back
+    return entry
+
+
 class _Entry:
-    __slots__ = ("count", "max", "total")
+    __slots__ = ("count", "entries", "max", "total")
 
     def __init__(self) -> None:
         self.count = 0
         self.total = 0.0
         self.max = 0.0
+        self.entries: dict[Site, int] = {}
 
-    def add(self, seconds: float) -> None:
+    def add(self, seconds: float, entry: Site | None) -> None:
         self.count += 1
         self.total += seconds
         self.max = max(self.max, seconds)
+        if entry is not None:
+            self.entries[entry] = self.entries.get(entry, 0) + 1
 
 
 _sites: dict[tuple[str, Site], _Entry] = {}
 _lock = threading.Lock()
 
 
-def _add(kind: str, site: Site, seconds: float) -> None:
+def _add(kind: str, site: Site, seconds: float, entry: Site | None = None) -> None:
     with _lock:
-        entry = _sites.get((kind, site))
-        if entry is None:
-            entry = _sites[(kind, site)] = _Entry()
-        entry.add(seconds)
+        record = _sites.get((kind, site))
+        if record is None:
+            record = _sites[(kind, site)] = _Entry()
+        record.add(seconds, entry)
 
 
 def reset() -> None:
@@ -152,6 +178,16 @@ def snapshot() -> list[dict[str, Any]]:
             "count": e.count,
             "blocked_seconds_total": round(e.total, 6),
             "blocked_seconds_max": round(e.max, 6),
+            **(
+                {
+                    "entry_points": [
+                        {"file": f, "line": n, "function": fn, "count": c}
+                        for (f, n, fn), c in sorted(e.entries.items(), key=lambda kv: -kv[1])
+                    ]
+                }
+                if kind == "blocking"
+                else {}
+            ),
         }
         for (kind, site), e in items
     ]
@@ -165,6 +201,7 @@ class _Open(threading.local):
 
     frame: FrameType | None = None  # its outermost PyMongo frame (held until it ends)
     site: Site | None = None
+    entry: Site | None = None  # its entry point (see entry_point), when recording
     start = 0.0
     last = 0.0
 
@@ -184,6 +221,8 @@ def begin_blocking(frame: FrameType | None) -> bool:
         _close(state, state.last)  # ended without reaching the pool (e.g. selection failed)
     state.frame = outer
     state.site = site_of(user) if recording or _watches else None
+    entry = entry_point(user) if recording else None
+    state.entry = site_of(entry) if entry is not None else None
     state.start = state.last = now
     return True
 
@@ -211,7 +250,7 @@ def _close(state: _Open, end: float) -> None:
     if site is not None:
         seconds = max(end - state.start, 0.0)
         if recording:
-            _add("blocking", site, seconds)
+            _add("blocking", site, seconds, state.entry)
         _notify("blocking", site, seconds)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 __all__ = ["html_page", "table"]
 
-_HEAD = ("kind", "count", "total ms", "max ms", "mean ms", "call site")
+_HEAD = ("kind", "count", "total ms", "max ms", "mean ms", "call site", "make green")
 
 
 def _where(site: dict[str, Any]) -> str:
@@ -27,6 +27,18 @@ def _where(site: dict[str, Any]) -> str:
     return f"{path}:{site['line']} in {site['function']}"
 
 
+def _fix(site: dict[str, Any]) -> str:
+    """What to run as green code: the entry point(s) of a blocking site."""
+    if site["kind"] != "blocking":
+        return "-"
+    entries = site.get("entry_points")
+    if not entries:
+        return "(the coroutine: move the call into a green function)"
+    first = entries[0]
+    more = f" (+{len(entries) - 1} more)" if len(entries) > 1 else ""
+    return f"{first['function']} ({_where(first).split(' in ')[0]}){more}"
+
+
 def _row(site: dict[str, Any]) -> tuple[str, ...]:
     count = int(site["count"])
     total = float(site["blocked_seconds_total"]) * 1000
@@ -37,6 +49,7 @@ def _row(site: dict[str, Any]) -> tuple[str, ...]:
         f"{float(site['blocked_seconds_max']) * 1000:.1f}",
         f"{total / count if count else 0.0:.1f}",
         _where(site),
+        _fix(site),
     )
 
 
@@ -52,7 +65,7 @@ def table(report: dict[str, Any], limit: int | None = None) -> str:
     lines = []
     for n, row in enumerate(rows):
         cells = [
-            cell.ljust(widths[i]) if i in (0, 5) else cell.rjust(widths[i])
+            cell.ljust(widths[i]) if i in (0, 5, 6) else cell.rjust(widths[i])
             for i, cell in enumerate(row)
         ]
         lines.append("  ".join(cells).rstrip())
@@ -112,7 +125,7 @@ def html_page(report: dict[str, Any]) -> str:
     top = max((float(s["blocked_seconds_total"]) for s in sites), default=0.0) or 1.0
     body = []
     for s in sites:
-        kind, count, total, peak, mean, where = _row(s)
+        kind, count, total, peak, mean, where, fix = _row(s)
         width = 100 * float(s["blocked_seconds_total"]) / top
         cells = [
             (kind, f'<span class="kind">{html.escape(kind)}</span>', ""),
@@ -121,6 +134,7 @@ def html_page(report: dict[str, Any]) -> str:
             (peak, peak, "n"),
             (mean, mean, "n"),
             (where, f"<code>{html.escape(where)}</code>", ""),
+            (fix, html.escape(fix), ""),
             (total, f'<div class="bar" style="width:{width:.1f}%"></div>', ""),
         ]
         tds = "".join(

@@ -26,6 +26,14 @@ async def unconverted_handler(coll: Any) -> None:
     coll.find_one({})  # site: blocking-find
 
 
+def legacy_lookup(coll: Any) -> Any:
+    return coll.find_one({"x": 1})  # site: blocking-legacy
+
+
+def legacy_service(coll: Any) -> Any:  # site: legacy-entry
+    return legacy_lookup(coll)
+
+
 async def unconverted_writer(coll: Any) -> None:
     coll.insert_one({"x": 1})  # site: blocking-insert
 
@@ -52,6 +60,8 @@ async def run(coll: Any) -> None:
     for _ in range(3):
         await unconverted_handler(coll)
     await unconverted_writer(coll)
+    for _ in range(2):
+        legacy_service(coll)  # a coroutine calls legacy sync code
     await converted_but_slow(coll)
     await asyncio.gather(pure_cpu(), pure_cpu())
     for _ in range(5):

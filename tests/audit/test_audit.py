@@ -60,6 +60,7 @@ def test_report_names_exactly_the_apps_sites_with_their_counts(
     assert set(sites) == {
         ("blocking", line["blocking-find"]),
         ("blocking", line["blocking-insert"]),
+        ("blocking", line["blocking-legacy"]),
         ("stall", line["stall-before-wait"]),
         ("stall", line["stall-after-wait"]),
         ("stall", line["stall-never-waits"]),
@@ -68,12 +69,18 @@ def test_report_names_exactly_the_apps_sites_with_their_counts(
     assert counts == {
         ("blocking", line["blocking-find"]): 3,
         ("blocking", line["blocking-insert"]): 1,
+        ("blocking", line["blocking-legacy"]): 2,
         ("stall", line["stall-before-wait"]): 1,
         ("stall", line["stall-after-wait"]): 1,
         ("stall", line["stall-never-waits"]): 2,
     }
     find = sites[("blocking", line["blocking-find"])]
     assert find["function"] == "unconverted_handler"
+    assert find["entry_points"] == []  # called from the coroutine itself
+    legacy = sites[("blocking", line["blocking-legacy"])]
+    assert legacy["function"] == "legacy_lookup"
+    assert [(e["function"], e["count"]) for e in legacy["entry_points"]] == [("legacy_service", 2)]
+    assert legacy["entry_points"][0]["line"] == line["legacy-entry"] + 1  # its call
     assert find["blocked_seconds_max"] >= 0.03
     assert find["blocked_seconds_total"] >= 3 * 0.03
     stall = sites[("stall", line["stall-never-waits"])]

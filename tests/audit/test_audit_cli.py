@@ -22,7 +22,9 @@ REPORT: dict[str, Any] = {
     },
     "call_sites": [  # deliberately not in order: the tool sorts by total
         {"kind": "blocking", "file": "/app/small.py", "line": 3, "function": "small",
-         "count": 7, "blocked_seconds_total": 0.7, "blocked_seconds_max": 0.2},
+         "count": 7, "blocked_seconds_total": 0.7, "blocked_seconds_max": 0.2,
+         "entry_points": [{"file": "/app/small.py", "line": 9, "function": "Handler.get",
+                           "count": 7}]},
         {"kind": "stall", "file": "/app/big.py", "line": 10, "function": "big<&>",
          "count": 2, "blocked_seconds_total": 0.9, "blocked_seconds_max": 0.5},
     ],
@@ -45,8 +47,9 @@ def test_table_is_sorted_by_total_time(tmp_path: Path) -> None:
     assert lines[0].split()[:3] == ["kind", "count", "total"]
     big, small = lines[2], lines[3]
     assert big.split()[:5] == ["stall", "2", "900.0", "500.0", "450.0"]
-    assert big.endswith("/app/big.py:10 in big<&>")
+    assert big.endswith("/app/big.py:10 in big<&>  -")
     assert small.split()[:5] == ["blocking", "7", "700.0", "200.0", "100.0"]
+    assert small.endswith("/app/small.py:3 in small  Handler.get (/app/small.py:9)")
     assert "blocking: 7 operations, 700.0 ms" in out.stdout
 
 
