@@ -57,7 +57,7 @@ _audit_threshold = math.inf
 # Watches (motorpatch.testing.assert_loop_responsive): called with (kind, site, seconds)
 # for every blocking operation and every stall over their own threshold.
 Watch = Callable[[str, "Site", float], None]
-_watches: dict[Watch, float] = {}
+_watches: dict[Watch, tuple[float, int]] = {}  # watch -> (stall threshold, its thread)
 
 _INTERNAL_PACKAGES = ("pymongo", "bson", "gridfs", "motorpatch", "wrapt", "greenlet")
 # Computed once at import: on a loop's thread this module makes no file-system calls
@@ -288,14 +288,18 @@ def stall(task: Any, seconds: float) -> None:
 
 
 def _notify(kind: str, site: Site, seconds: float) -> None:
-    for watch, threshold in list(_watches.items()):
-        if seconds > threshold:
+    """Tell this thread's watches: every blocking operation, and stalls over their threshold."""
+    if not _watches:
+        return
+    me = threading.get_ident()
+    for watch, (threshold, thread) in list(_watches.items()):
+        if thread == me and (kind == "blocking" or seconds > threshold):
             watch(kind, site, seconds)
 
 
 def _update_threshold() -> None:
     global stall_threshold
-    stall_threshold = min([_audit_threshold, *_watches.values()])
+    stall_threshold = min([_audit_threshold, *(t for t, _ in _watches.values())])
 
 
 def set_recording(on: bool, threshold: float) -> None:
@@ -312,8 +316,11 @@ def audit_threshold() -> float:
 
 
 def watch(fn: Watch, threshold: float) -> None:
-    """Call ``fn(kind, site, seconds)`` for blocking operations and stalls over ``threshold``."""
-    _watches[fn] = threshold
+    """Call ``fn(kind, site, seconds)`` for this thread's blocking operations and stalls.
+
+    Every blocking operation is passed on; stalls only over ``threshold`` seconds.
+    """
+    _watches[fn] = (threshold, threading.get_ident())
     _update_threshold()
 
 

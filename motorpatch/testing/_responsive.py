@@ -37,11 +37,17 @@ class LoopWatch:
     """What :func:`assert_loop_responsive` saw; its ``worst`` and ``lag_ms`` are read after."""
 
     max_ms: float
+    allow_blocking: bool = False
     lag_ms: float = 0.0  # the ticker's largest lateness (0 where no loop was running)
     worst: tuple[str, _record.Site, float] | None = None  # (kind, site, seconds) of the worst
     events: list[tuple[str, _record.Site, float]] = field(default_factory=list)
+    blocking: list[tuple[_record.Site, float]] = field(default_factory=list)
 
     def _heard(self, kind: str, site: _record.Site, seconds: float) -> None:
+        if kind == "blocking":
+            self.blocking.append((site, seconds))
+            if seconds * 1000 <= self.max_ms:
+                return
         self.events.append((kind, site, seconds))
         if self.worst is None or seconds > self.worst[2]:
             self.worst = (kind, site, seconds)
@@ -50,6 +56,16 @@ class LoopWatch:
         """Why the block failed, or None if the loop stayed responsive."""
         worst_ms = max(self.lag_ms, self.worst[2] * 1000 if self.worst else 0.0)
         if worst_ms <= self.max_ms:
+            if self.blocking and not self.allow_blocking:
+                (file, line, function), seconds = max(self.blocking, key=lambda b: b[1])
+                sites = len({site for site, _ in self.blocking})
+                return (
+                    f"{len(self.blocking)} PyMongo operation(s) ran on the loop's thread outside "
+                    f"green code ({sites} call site(s)); each holds the loop for a whole round "
+                    f"trip to the server, {seconds * 1000:.1f} ms here at worst, more across a "
+                    f"network: the longest at {file}:{line} in {function}: "
+                    f"{_KIND_TEXT['blocking']}; allow_blocking=True accepts them"
+                )
             return None
         text = f"the event loop stalled for {worst_ms:.1f} ms (limit {self.max_ms:g} ms)"
         if self.worst is None:
@@ -84,13 +100,20 @@ class _Ticker:
         return self.max_lag, self.loop.time() - self.due
 
 
-def assert_loop_responsive(max_ms: float = 50.0) -> AbstractContextManager[LoopWatch]:
+def assert_loop_responsive(
+    max_ms: float = 50.0, *, allow_blocking: bool = False
+) -> AbstractContextManager[LoopWatch]:
     """Fail (``AssertionError``) if the event loop stalls longer than ``max_ms`` in the block.
 
     Use it in green code, or in a coroutine, on the loop's thread. The error
     names the worst stall: its length, and, when motorpatch can tell, its call
     site (a green stretch that did not wait, or a PyMongo operation run
     outside green code). Outside a running loop only those two are seen.
+
+    A PyMongo operation run outside green code on the loop's thread fails the
+    block even when it was quick (a local test server answers in a
+    millisecond; across a network it holds the loop for the round trip),
+    unless ``allow_blocking`` is true.
 
     :raises ValueError: ``max_ms`` is not a positive number.
     """
@@ -99,15 +122,17 @@ def assert_loop_responsive(max_ms: float = 50.0) -> AbstractContextManager[LoopW
             f"assert_loop_responsive(max_ms={max_ms!r}): max_ms must be a positive number of "
             "milliseconds, for example assert_loop_responsive(max_ms=50)."
         )
-    return _watching(max_ms, None)
+    return _watching(max_ms, None, allow_blocking)
 
 
 @contextmanager
-def _watching(max_ms: float, owner: Callable[..., Any] | None) -> Iterator[LoopWatch]:
+def _watching(
+    max_ms: float, owner: Callable[..., Any] | None, allow_blocking: bool = False
+) -> Iterator[LoopWatch]:
     """``assert_loop_responsive``; a stall still going on at the end of the block is put
     at the user frame leaving the block, or, if none (the plugin's own block around a whole
     test), at ``owner``'s ``def`` line."""
-    watch = LoopWatch(float(max_ms))
+    watch = LoopWatch(float(max_ms), allow_blocking)
     limit = max_ms / 1000
     loop = _running_loop()
     ticker = _Ticker(loop, min(limit / 4, 0.005)) if loop is not None else None
