@@ -207,3 +207,13 @@ def test_uninstall_removes_the_checkin_hook_of_pools_that_served_blocking_calls(
     finally:
         motorpatch.audit.disable()
         _record.reset()
+
+
+def test_bad_stall_threshold_in_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MOTORPATCH_AUDIT", str(tmp_path / "a.json"))
+    monkeypatch.setenv("MOTORPATCH_AUDIT_STALL_MS", "fast")
+    with pytest.raises(ValueError, match=r"MOTORPATCH_AUDIT_STALL_MS='fast' is not a number"):
+        motorpatch.install()
+    assert not motorpatch.audit.is_enabled()
