@@ -7,7 +7,6 @@ sorted by total time) and write nothing but what they return.
 from __future__ import annotations
 
 import html
-import json
 import os
 from typing import Any
 
@@ -94,6 +93,7 @@ th,td{padding:.35em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-a
 th{cursor:pointer;background:#f4f4f4;user-select:none}
 th:after{content:" \\2195";color:#aaa}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.barcell{width:22%}
 .bar{height:.8em;min-width:1px;border-radius:2px}
 .blocking .bar{background:#c0392b}.stall .bar{background:#e67e22}
 .kind{font-weight:600}.blocking .kind{color:#c0392b}.stall .kind{color:#b9670e}
@@ -135,7 +135,7 @@ def html_page(report: dict[str, Any]) -> str:
             (mean, mean, "n"),
             (where, f"<code>{html.escape(where)}</code>", ""),
             (fix, html.escape(fix), ""),
-            (total, f'<div class="bar" style="width:{width:.1f}%"></div>', ""),
+            (total, f'<div class="bar" style="width:{width:.1f}%"></div>', "barcell"),
         ]
         tds = "".join(
             f'<td class="{cls}" data-v="{html.escape(value, quote=True)}">{shown}</td>'
@@ -144,7 +144,7 @@ def html_page(report: dict[str, Any]) -> str:
         body.append(f'<tr class="{html.escape(kind, quote=True)}">{tds}</tr>')
     heads = "".join(f"<th>{html.escape(h)}</th>" for h in (*_HEAD, "share of the largest"))
     summary = html.escape(table(report).rstrip().splitlines()[-1]) if sites else "no call sites"
-    meta = html.escape(json.dumps({k: report.get(k) for k in ("pid", "python")}))
+    meta = html.escape(f"process {report.get('pid')}, Python {report.get('python')}")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<title>motorpatch audit</title>"
