@@ -61,6 +61,7 @@ def install(
             f"motorpatch.install(blocking={blocking!r}) is not a valid mode; "
             f"use one of {', '.join(repr(m) for m in _detector.MODES)}."
         )
+    _audit.check_stall_ms(audit_stall_ms)
     if audit is not None:
         _audit.enable(audit, stall_ms=audit_stall_ms)
     else:

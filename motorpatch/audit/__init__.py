@@ -58,11 +58,7 @@ def enable(
     :raises ValueError: ``stall_ms`` is not a positive number.
     """
     global _path, _pid, _started, _hooks_registered
-    if not isinstance(stall_ms, int | float) or isinstance(stall_ms, bool) or not stall_ms > 0:
-        raise ValueError(
-            f"motorpatch audit: stall_ms={stall_ms!r} is not a positive number of milliseconds; "
-            f"pass for example stall_ms={DEFAULT_STALL_MS:g} (the default)."
-        )
+    check_stall_ms(stall_ms)
     with _lock:
         if not _record.recording:
             _started = time.time()
@@ -73,6 +69,15 @@ def enable(
             _hooks_registered = True
             atexit.register(_write_at_exit)
             os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def check_stall_ms(stall_ms: object) -> None:
+    """Raise ``ValueError`` naming the fix unless ``stall_ms`` is a positive number."""
+    if not isinstance(stall_ms, int | float) or isinstance(stall_ms, bool) or not stall_ms > 0:
+        raise ValueError(
+            f"motorpatch audit: stall_ms={stall_ms!r} is not a positive number of milliseconds; "
+            f"pass for example stall_ms={DEFAULT_STALL_MS:g} (the default)."
+        )
 
 
 def disable() -> None:

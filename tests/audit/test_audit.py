@@ -175,7 +175,10 @@ def test_forked_child_writes_its_own_report(tmp_path: Path, server_uri: str) -> 
 def test_bad_stall_threshold_is_refused_naming_the_fix() -> None:
     with pytest.raises(ValueError, match=r"stall_ms=0 is not a positive number.*stall_ms=20"):
         motorpatch.install(audit="x.json", audit_stall_ms=0)
+    with pytest.raises(ValueError, match=r"stall_ms='20' is not a positive number"):
+        motorpatch.install(audit_stall_ms="20")  # type: ignore[arg-type]
     assert not motorpatch.audit.is_enabled()
+    assert not motorpatch.is_installed()
 
 
 def test_write_report_without_a_path_says_how_to_give_one() -> None:
