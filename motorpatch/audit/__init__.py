@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from motorpatch.audit import _record
+from motorpatch import _recorder as _record
 
 __all__ = ["DEFAULT_STALL_MS", "disable", "enable", "is_enabled", "report", "write_report"]
 

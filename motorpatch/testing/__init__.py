@@ -30,7 +30,7 @@ import pytest
 
 import motorpatch
 from motorpatch.testing import _loops
-from motorpatch.testing._responsive import LoopWatch, _watching, assert_loop_responsive
+from motorpatch.testing._responsive import LoopWatch, watching, assert_loop_responsive
 
 __all__ = ["LoopWatch", "assert_loop_responsive"]
 
@@ -94,7 +94,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if max_loop_ms is not None:
 
         def body(**kw: Any) -> Any:
-            with _watching(max_loop_ms, fn):
+            with watching(max_loop_ms, fn):
                 return fn(**kw)
 
     _loops.run_green(body, kwargs, marker.kwargs.get("loop", "asyncio"))

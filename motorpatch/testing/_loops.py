@@ -23,7 +23,7 @@ from greenlet import GreenletExit, getcurrent
 from greenlet import error as GreenletError
 
 import motorpatch
-from motorpatch._greenlets import _live, _live_lock
+from motorpatch.bridge import abandoned_on_closed_loops
 
 __all__ = ["abandoned", "describe", "end", "run_green"]
 
@@ -57,13 +57,7 @@ _reported: weakref.WeakSet[Any] = weakref.WeakSet()
 
 def abandoned() -> list[Any]:
     """Green calls (greenlets) still parked on a closed loop, not reported before."""
-    with _live_lock:
-        tasks = list(_live)
-    found = [
-        t
-        for t in tasks
-        if t.motorpatch_busy and not t.dead and t.motorpatch_loop.is_closed() and t not in _reported
-    ]
+    found = [gl for gl in abandoned_on_closed_loops() if gl not in _reported]
     _reported.update(found)
     return found
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from greenlet import getcurrent
 
-from motorpatch.audit import _record
+from motorpatch import _recorder as _record
 
-__all__ = ["LoopWatch", "assert_loop_responsive"]
+__all__ = ["LoopWatch", "assert_loop_responsive", "watching"]
 
 _KIND_TEXT = {
     "blocking": "a PyMongo operation outside green code (decorate its caller with "
@@ -122,11 +122,11 @@ def assert_loop_responsive(
             f"assert_loop_responsive(max_ms={max_ms!r}): max_ms must be a positive number of "
             "milliseconds, for example assert_loop_responsive(max_ms=50)."
         )
-    return _watching(max_ms, None, allow_blocking)
+    return watching(max_ms, None, allow_blocking)
 
 
 @contextmanager
-def _watching(
+def watching(
     max_ms: float, owner: Callable[..., Any] | None, allow_blocking: bool = False
 ) -> Iterator[LoopWatch]:
     """``assert_loop_responsive``; a stall still going on at the end of the block is put

@@ -18,9 +18,10 @@ import pytest
 
 import motorpatch
 import motorpatch.audit
-from motorpatch.audit import _record
-from support.loops import run_on
-from support.proxy import FaultProxy
+from motorpatch import _recorder as _record
+from motorpatch.bridge import _state as bridge_state
+from tests.support.loops import run_on
+from tests.support.proxy import FaultProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -189,7 +190,7 @@ def test_write_report_without_a_path_says_how_to_give_one() -> None:
 def test_stalls_below_the_threshold_and_with_the_audit_off_are_not_recorded(coll: Any) -> None:
     _record.reset()
     motorpatch.install()
-    assert _record.stall_threshold == float("inf")
+    assert bridge_state.stall_threshold == float("inf")
     run_on("asyncio", audit_app.pure_cpu)
     assert _record.snapshot() == []
 

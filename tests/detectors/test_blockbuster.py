@@ -20,7 +20,7 @@ from blockbuster import BlockingError, blockbuster_ctx
 
 import motorpatch
 import motorpatch.audit
-from motorpatch.audit import _record
+from motorpatch import _recorder as _record
 
 
 @pytest.fixture
@@ -105,8 +105,8 @@ def test_a_woken_green_waiter_waits_for_the_lock_without_blocking_the_loop() -> 
     """The notifying thread still holds the condition's lock when the green waiter wakes
     (as a monitor thread in ``notify_all()`` does): the loop keeps running meanwhile, and
     blockbuster sees no blocking ``acquire``."""
-    from motorpatch._condition import green_cond_wait
-    from support.loops import LagTicker
+    from motorpatch.bridge import green_cond_wait
+    from tests.support.loops import LagTicker
 
     motorpatch.install()
     cond = threading.Condition(threading.Lock())

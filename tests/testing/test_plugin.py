@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support.proxy import FaultProxy
+from tests.support.proxy import FaultProxy
 
 pytest_plugins = ["pytester"]
 
@@ -19,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def run(pytester: pytest.Pytester, server_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """Run the inner tests in a subprocess with the plugin on and MONGODB_URI set."""
     monkeypatch.setenv("MONGODB_URI", server_uri)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
 
     def go(*args: str) -> pytest.RunResult:
         return pytester.runpytest_subprocess(
@@ -204,7 +203,7 @@ def test_beside_pytest_asyncio_and_anyio(pytester: pytest.Pytester, run, mode: s
 LEFT_PARKED = '''
 import asyncio, os
 import pymongo, pytest, motorpatch
-from support.proxy import FaultProxy
+from tests.support.proxy import FaultProxy
 
 PROXY = FaultProxy(int(os.environ["TARGET_PORT"])).start()
 CLIENT = pymongo.MongoClient(PROXY.uri, maxPoolSize=1, waitQueueTimeoutMS=3000)

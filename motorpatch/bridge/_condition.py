@@ -27,7 +27,7 @@ import contextlib
 import threading
 from asyncio import AbstractEventLoop
 
-from motorpatch._parking import _park_direct, _sleep, _Waker, _waker
+from motorpatch.bridge._parking import Waker, new_waker, park_direct, sleep
 
 __all__ = ["green_cond_wait", "pending_handoffs"]
 
@@ -38,7 +38,7 @@ class _GreenWaiter:
     __slots__ = ("_condition", "_loop", "_thread", "_waker", "notified")
 
     def __init__(
-        self, loop: AbstractEventLoop, waker: _Waker, condition: threading.Condition
+        self, loop: AbstractEventLoop, waker: Waker, condition: threading.Condition
     ) -> None:
         self._loop = loop
         self._waker = waker
@@ -107,7 +107,7 @@ def _reacquire(loop: AbstractEventLoop, condition: threading.Condition, saved: o
         try:
             while not lock.acquire(False):
                 tries += 1  # held for microseconds as a rule; past a few turns, back off
-                _sleep(loop, 0.001 if tries > 10 else 0, "yield")
+                sleep(loop, 0.001 if tries > 10 else 0, "yield")
         except BaseException:  # cancelled meanwhile: take it the blocking way, then unwind
             lock.acquire()
             raise
@@ -124,14 +124,14 @@ def green_cond_wait(
     """Wait on ``condition`` (its lock held) by parking; True if notified, as ``wait()``."""
     if not condition._is_owned():  # type: ignore[attr-defined]
         raise RuntimeError("cannot wait on un-acquired lock")
-    waker = _waker()
+    waker = new_waker()
     waiter = _GreenWaiter(loop, waker, condition)
     condition._waiters.append(waiter)  # type: ignore[attr-defined]
     saved = condition._release_save()  # type: ignore[attr-defined]
     finished = False
     try:
         if timeout is None or timeout > 0:
-            _park_direct(waker, reason, timeout, loop)
+            park_direct(waker, reason, timeout)
         finished = True
     finally:
         _reacquire(loop, condition, saved)

@@ -1,7 +1,8 @@
 """The audit's recorder: blocking PyMongo operations and green stalls, per call site.
 
-A leaf module (standard library only), imported by the detector, the pool
-patch and the fairness budget:
+Imported by the detector, the pool patch, :mod:`motorpatch.audit` and
+:mod:`motorpatch.testing`; it imports only the bridge's face (to set the
+stall hook):
 
 - ``begin_blocking(frame)``: the detector saw PyMongo wait on a running loop's
   thread outside green code. Waits of one *operation* (a server-selection wait
@@ -9,9 +10,10 @@ patch and the fairness budget:
   only the first opens the operation, so operations are counted, not waits.
 - ``end_blocking()``: the operation's connection went back to the pool (or its
   checkout failed); the time since it opened is how long the loop was blocked.
-- ``stall(task, seconds)``: green code ran ``seconds`` without giving the loop
-  back, longer than ``stall_threshold`` (``inf`` while the audit is off, so the
-  hot path pays one float comparison).
+- ``stall(greenlet, seconds)``: green code ran ``seconds`` without giving the
+  loop back, longer than the bridge's stall threshold (set here: infinite while
+  neither the audit nor a watch listens, so the hot path pays one float
+  comparison).
 
 Nothing is recorded per call site while the audit is off; operations are
 still told apart, for ``stats()["blocking_calls"]``. Watches
@@ -31,6 +33,8 @@ from time import perf_counter
 from types import CodeType, FrameType
 from typing import Any
 
+from motorpatch.bridge import set_stall_hook
+
 __all__ = [
     "Site",
     "audit_threshold",
@@ -46,12 +50,10 @@ __all__ = [
     "site_of",
     "snapshot",
     "stall",
-    "stall_threshold",
     "unwatch",
     "watch",
 ]
 
-stall_threshold = math.inf  # seconds; finite only while the audit records or a watch is on
 recording = False
 _audit_threshold = math.inf
 # Watches (motorpatch.testing.assert_loop_responsive): called with (kind, site, seconds)
@@ -298,8 +300,8 @@ def _notify(kind: str, site: Site, seconds: float) -> None:
 
 
 def _update_threshold() -> None:
-    global stall_threshold
-    stall_threshold = min([_audit_threshold, *(t for t, _ in _watches.values())])
+    threshold = min([_audit_threshold, *(t for t, _ in _watches.values())])
+    set_stall_hook(stall if threshold != math.inf else None, threshold)
 
 
 def set_recording(on: bool, threshold: float) -> None:

@@ -21,11 +21,11 @@ import greenlet
 import pytest
 
 import motorpatch
-import motorpatch._greenlets as greenlets
-import motorpatch._parking as parking
-from motorpatch.socket_shim._wait import wait_fd
-from support.greenlets import live_greenlets
-from support.loops import run_on
+import motorpatch.bridge._greenlets as greenlets
+import motorpatch.bridge._parking as parking
+from motorpatch.socket_shim import wait_fd
+from tests.support.greenlets import live_greenlets
+from tests.support.loops import run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 
@@ -129,13 +129,13 @@ def test_a_spent_wake_up_never_resumes_the_greenlet_again(
     """A wake-up that fires late (its wait is over) must not switch into the greenlet."""
     a, b = pair
     wakers: list[Any] = []
-    real_waker = parking._waker
+    real_waker = parking.new_waker
 
     def keep() -> Any:
         wakers.append(real_waker())
         return wakers[-1]
 
-    monkeypatch.setattr("motorpatch.socket_shim._wait._waker", keep)
+    monkeypatch.setattr("motorpatch.socket_shim._wait.new_waker", keep)
 
     @motorpatch.green
     def read_twice() -> list[bytes]:
@@ -152,7 +152,7 @@ def test_a_spent_wake_up_never_resumes_the_greenlet_again(
             await asyncio.sleep(0.001)
         wakers[0](True)  # the first wait is over: this must not wake the second
         await asyncio.sleep(0.01)
-        assert wakers[1].task.motorpatch_parked == "socket read"
+        assert wakers[1].gl.motorpatch_parked == "socket read"
         assert not pending.done()
         b.send(b"y")
         return await pending
