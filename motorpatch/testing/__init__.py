@@ -30,7 +30,7 @@ import pytest
 
 import motorpatch
 from motorpatch.testing import _loops
-from motorpatch.testing._responsive import LoopWatch, watching, assert_loop_responsive
+from motorpatch.testing._responsive import LoopWatch, assert_loop_responsive, watching
 
 __all__ = ["LoopWatch", "assert_loop_responsive"]
 
