@@ -53,7 +53,7 @@ class Counters:
         self.calls = 0  # green calls started
         self.deferrals = 0  # waits for the next loop iteration (fairness budget spent)
         self.green_seconds = 0.0  # time spent running green code
-        self.blocking = 0  # PyMongo calls reported by the blocking-call detector
+        self.blocking = 0  # PyMongo operations reported by the blocking-call detector
 
 
 _all: list[Counters] = []
