@@ -21,8 +21,8 @@ import functools
 import inspect
 import sys
 from asyncio import _get_running_loop as _running_loop
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar, cast
 
 from greenlet import getcurrent
 
@@ -36,22 +36,11 @@ __all__ = ["green"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-_Y = TypeVar("_Y")
 
 _last_loop = 0  # id() of the loop of the latest green call: a cheap "new loop?" check
 
 
-@overload
-def green(  # type: ignore[overload-overlap]
-    fn: Callable[_P, Generator[_Y, Any, Any]],
-) -> Callable[_P, AsyncGenerator[_Y, Any]]: ...
-
-
-@overload
-def green(fn: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]: ...
-
-
-def green(fn: Callable[_P, Any]) -> Callable[_P, Any]:
+def green(fn: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:
     """Run a synchronous function as green code, so blocking PyMongo calls park.
 
     Called on a thread whose event loop is running, outside green code, the
@@ -91,7 +80,7 @@ def green(fn: Callable[_P, Any]) -> Callable[_P, Any]:
         not callable.
     """
     if is_green(fn):
-        return fn
+        return cast(Callable[_P, Awaitable[_R]], fn)  # already green: the same wrapper
     if is_async(fn):
         raise TypeError(
             f"@motorpatch.green cannot decorate {getattr(fn, '__qualname__', fn)!r}: it is "
@@ -104,10 +93,11 @@ def green(fn: Callable[_P, Any]) -> Callable[_P, Any]:
             "Write @motorpatch.green above a def."
         )
     if inspect.isgeneratorfunction(fn):
-        return mark(green_generator(fn), coroutine=False)
+        # Typed as the awaitable case: docs/architecture.md#how-green-is-typed.
+        return cast(Callable[_P, Awaitable[_R]], mark(green_generator(fn), coroutine=False))
 
     @functools.wraps(fn)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any | Coroutine[Any, Any, Any]:
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R | Coroutine[Any, Any, _R]:
         global _last_loop
         if getattr(getcurrent(), LOOP_ATTR, None) is not None:
             return fn(*args, **kwargs)
@@ -124,4 +114,4 @@ def green(fn: Callable[_P, Any]) -> Callable[_P, Any]:
         return drive(fn, args, kwargs)
 
     # Awaitable for callers on a loop; the inline result elsewhere (see the docstring).
-    return cast(Callable[_P, Any], mark(wrapper))
+    return cast(Callable[_P, Awaitable[_R]], mark(wrapper))
