@@ -17,7 +17,7 @@ setup(
     install_requires=[
         "pymongo>=4.9,<5",  # tested 4.9-4.20; newer 4.x with matching internals: a warning
         "greenlet>=3.0",
-        "tornado>=6.0,<7",
+        "tornado>=6.0,<7",  # docs/architecture.md#tornado-stays-a-required-dependency
         "wrapt>=2.5",  # handle-based unwrap_object, used by uninstall()
     ],
     extras_require={
@@ -32,6 +32,10 @@ setup(
             "mongoengine>=0.29",
             "hypothesis>=6.100",
             "selenium>=4.20",
+            # the pytest plugin's coexistence tests (tests/testing/)
+            "pytest-asyncio>=0.24",
+            "anyio>=4.4",
+            "blockbuster>=1.5.20",
             # framework integration tests (tests/frameworks/)
             "fastapi>=0.115",
             "starlette>=0.40",
@@ -53,6 +57,7 @@ setup(
             "sqlalchemy[asyncio]>=2.0",
             "aiosqlite>=0.20",
         ],
+        "testing": ["pytest>=8", "nx-27017>=0.8.1"],
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
         "lint": ["ruff>=0.6", "mypy>=1.10"],
     },

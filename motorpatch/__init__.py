@@ -4,18 +4,24 @@ Call :func:`install` once at start-up and decorate handlers and service
 functions with :func:`green`; their unmodified PyMongo calls then park the
 current greenlet instead of blocking the event loop. Outside green code
 PyMongo behaves exactly as before.
+
+The package reads from the top down (docs/architecture.md#the-layout): this
+face and the control plane (``_install``, ``_versions``, ``_stats``,
+``_detector``, ``errors``); :mod:`motorpatch.patches`, what is replaced in
+PyMongo; :mod:`motorpatch.socket_shim`, the green socket; and
+:mod:`motorpatch.bridge`, the greenlet <-> event loop runtime beneath them all.
 """
 
-from motorpatch._bridge import await_
-from motorpatch._fallback import allow_plain
-from motorpatch._green import green
-from motorpatch._green_iter import green_iter
 from motorpatch._install import install, is_installed, uninstall
 from motorpatch._stats import stats
+from motorpatch.bridge import allow_plain, await_, green, green_iter
 from motorpatch.errors import (
     BlockingCallWarning,
     GreenContextError,
+    MotorpatchError,
+    MotorpatchWarning,
     PlainFallbackWarning,
+    RestoreWarning,
     UnsupportedVersionError,
     UntestedVersionWarning,
 )
@@ -23,7 +29,10 @@ from motorpatch.errors import (
 __all__ = [
     "BlockingCallWarning",
     "GreenContextError",
+    "MotorpatchError",
+    "MotorpatchWarning",
     "PlainFallbackWarning",
+    "RestoreWarning",
     "UnsupportedVersionError",
     "UntestedVersionWarning",
     "allow_plain",

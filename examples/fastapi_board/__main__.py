@@ -72,20 +72,32 @@ async def _self_check(base: str) -> None:
         assert authors == [{"author": "check", "posts": 1}], authors
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, with an event set once it listens (uvicorn itself sets a flag)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.listening.set()
+
+
 async def _serve(uri: str, host: str, port: int, check: bool) -> None:
     app = create_app(uri, serverSelectionTimeoutMS=10_000)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     base = f"http://{host}:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    listening = asyncio.ensure_future(server.listening.wait())
     try:
-        while not server.started:  # uvicorn reports start-up only through this flag
-            if serving.done():
-                serving.result()  # start-up failed: raise its error
-                return
-            await asyncio.sleep(0.01)
+        await asyncio.wait([serving, listening], return_when=asyncio.FIRST_COMPLETED)
+        if serving.done():  # start-up failed (or the app refused to start): its error
+            serving.result()
+            return
         if check:
             await _self_check(base)
             print("check ok", flush=True)
@@ -94,6 +106,7 @@ async def _serve(uri: str, host: str, port: int, check: bool) -> None:
             print(f"Message board API running at {base}/api/messages (docs: {base}/docs)")
         await serving
     finally:
+        listening.cancel()
         server.should_exit = True
         with contextlib.suppress(BaseException):
             await serving

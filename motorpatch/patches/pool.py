@@ -12,7 +12,10 @@
   makes are held to it. A connection whose socket is still a plain blocking
   socket (made by start-up code or a plain thread) gets it wrapped in a
   :class:`GreenSocket` before use, so it can never block the loop. Outside
-  green code, the blocking-call detector runs first.
+  green code, the blocking-call detector runs first, and the pool gets a
+  ``checkin`` of its own (an instance attribute, removed by ``uninstall()``)
+  that ends the blocking operation when its connection comes back, for
+  ``stats()`` and the audit; pools never used that way pay nothing.
 - ``_cond_wait`` (4.11+ imported by name from ``pymongo.lock`` and given a
   timeout; 4.9-4.10 pool's own, given a deadline): waits for a pool slot
   (maxPoolSize) and for a connection-establishment slot (maxConnecting) park
@@ -22,6 +25,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from asyncio import AbstractEventLoop
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -30,32 +34,35 @@ from typing import Any
 from pymongo import _csot
 from pymongo.synchronous.pool import PoolState  # type: ignore[attr-defined]  # 4.9-4.20 have it
 
-from motorpatch._condition import green_cond_wait, pending_handoffs
-from motorpatch._detector import check_blocking
-from motorpatch._greenlets import _green_loop
-from motorpatch._parking import _yield_now
+from motorpatch._recorder import end_blocking, operation_open
+from motorpatch.bridge import green_cond_wait, pending_handoffs, yield_now
+from motorpatch.patches._gates import cond_wait_wrapper, green_only
 from motorpatch.patches._registry import Patch
 from motorpatch.socket_shim import (
+    HAS_NETWORKING_INTERFACE,
     GreenSocket,
     green_configured_socket,
     green_configured_socket_interface,
 )
-from motorpatch.socket_shim._pymongo import HAS_NETWORKING_INTERFACE
 
-__all__ = ["PATCHES", "cond_wait_wrapper"]
+__all__ = ["PATCHES"]
+
+# Each wrapper below is a gate's green branch: (loop, wrapped, instance, args, kwargs).
+_Args = tuple[Any, ...]
+_Kw = dict[str, Any]
 
 _MODULE = "pymongo.synchronous.pool"
 
 
-def _configured_socket_interface(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if _green_loop() is None:
-        return wrapped(*args, **kwargs)
+def _configured_socket_interface(
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
+) -> Any:
     return green_configured_socket_interface(*args, **kwargs)
 
 
-def _configured_socket(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if _green_loop() is None:
-        return wrapped(*args, **kwargs)
+def _configured_socket(
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
+) -> Any:
     return green_configured_socket(*args, **kwargs)
 
 
@@ -68,11 +75,9 @@ _MAX_DEFER = 100
 _checkout_deadline: ContextVar[float | None] = ContextVar("motorpatch_checkout_deadline")
 
 
-def _get_conn(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    loop = _green_loop()
-    if loop is None:
-        check_blocking()
-        return wrapped(*args, **kwargs)
+def _get_conn(
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
+) -> Any:
     token = None
     size_cond = instance.size_cond
     if instance.requests + pending_handoffs(size_cond) >= instance.max_pool_size:
@@ -81,7 +86,7 @@ def _get_conn(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         for _ in range(_MAX_DEFER):
             if not pending_handoffs(instance._max_connecting_cond):
                 break
-            _yield_now(loop)
+            yield_now(loop)
         conn = wrapped(*args, **kwargs)
     finally:
         if token is not None:
@@ -119,10 +124,6 @@ def _queue_behind_handoffs(loop: AbstractEventLoop, pool: Any) -> float | None:
     return deadline
 
 
-def _condition_timeout(condition: Any, timeout: float | None) -> tuple[Any, float | None]:
-    return condition, timeout
-
-
 def _held_to_checkout_deadline(timeout: float | None) -> float | None:
     deadline = _checkout_deadline.get(None)
     if deadline is None:
@@ -131,43 +132,56 @@ def _held_to_checkout_deadline(timeout: float | None) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
-def cond_wait_wrapper(
-    reason: str, adjust: Callable[[float | None], float | None] | None = None
+def _cond_wait_deadline(
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
 ) -> Any:
-    """Wrapper for ``_cond_wait(condition, timeout)``, shared with the topology patch.
-
-    ``adjust``, if given, maps PyMongo's timeout to the one waited with.
-    """
-
-    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        loop = _green_loop()
-        if loop is None:
-            check_blocking()
-            return wrapped(*args, **kwargs)
-        condition, timeout = _condition_timeout(*args, **kwargs)
-        if adjust is not None:
-            timeout = adjust(timeout)
-        return green_cond_wait(loop, condition, timeout, reason)
-
-    return wrapper
-
-
-def _cond_wait_deadline(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """Wrapper for PyMongo 4.9-4.10's ``pool._cond_wait(condition, deadline)``."""
-    loop = _green_loop()
-    if loop is None:
-        check_blocking()
-        return wrapped(*args, **kwargs)
+    """Green branch for PyMongo 4.9-4.10's ``pool._cond_wait(condition, deadline)``."""
     condition, deadline = args
     timeout = deadline - time.monotonic() if deadline else None
     return green_cond_wait(loop, condition, _held_to_checkout_deadline(timeout))
+
+
+_hooked: weakref.WeakSet[Any] = weakref.WeakSet()  # pools given their own checkin
+
+
+def _hook_checkin(pool: Any) -> None:
+    """Give ``pool`` a ``checkin`` that ends this thread's blocking operation, if any."""
+    if pool in _hooked:
+        return
+    original = pool.checkin
+
+    def checkin(conn: Any) -> None:
+        try:
+            original(conn)
+        finally:
+            end_blocking()  # the blocking operation on this thread, if any, is over
+
+    pool.checkin = checkin
+    _hooked.add(pool)
+
+
+def _unhook_checkins() -> None:
+    for pool in list(_hooked):
+        vars(pool).pop("checkin", None)
+    _hooked.clear()
+
+
+def _plain_get_conn(wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw) -> Any:
+    """A checkout outside green code, after the detector: time its operation (if one is open)."""
+    if operation_open():
+        _hook_checkin(instance if instance is not None else args[0])
+    try:
+        return wrapped(*args, **kwargs)
+    except BaseException:
+        end_blocking()  # no connection: the operation ends here
+        raise
 
 
 PATCHES = [
     Patch(
         _MODULE,
         "_configured_socket_interface",
-        wrapper=_configured_socket_interface,
+        wrapper=green_only(_configured_socket_interface),
         why="green DNS, connect and TLS handshake for new connections",
         since=(4, 12),
         accepts=("address", "options", "ssl_session_cache"),
@@ -175,7 +189,7 @@ PATCHES = [
     Patch(
         _MODULE,
         "_configured_socket",
-        wrapper=_configured_socket,
+        wrapper=green_only(_configured_socket),
         why="green DNS, connect and TLS handshake for new connections",
         until=(4, 11),
         accepts=("address", "options"),
@@ -183,8 +197,9 @@ PATCHES = [
     Patch(
         _MODULE,
         "Pool._get_conn",
-        wrapper=_get_conn,
+        wrapper=green_only(_get_conn, detect_blocking=True, method=True, plain=_plain_get_conn),
         why="wrap plain sockets before green use; detect blocking calls on the loop",
+        undo=_unhook_checkins,
     ),
     Patch(
         _MODULE,
@@ -197,7 +212,7 @@ PATCHES = [
     Patch(
         _MODULE,
         "_cond_wait",
-        wrapper=_cond_wait_deadline,
+        wrapper=green_only(_cond_wait_deadline, detect_blocking=True),
         why="maxPoolSize and maxConnecting waits park instead of blocking",
         until=(4, 10),
         accepts=("condition", "deadline"),

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
-from support.loops import run_on
-from support.web import AiohttpServer, AsgiServer, Http
+from tests.support.loops import run_on
+from tests.support.web import AiohttpServer, AsgiServer, Http
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 import motorpatch
-from support.web import Http, Where
+from tests.support.web import Http, Where
 
 pytestmark = [
     pytest.mark.usefixtures("installed"),

@@ -34,8 +34,15 @@ from typing import Any
 
 import pytest
 
-from support.apps import FRAMEWORKS, AppProcess, assert_green_burst, assert_overlap, burst, python
-from support.proxy import FaultProxy
+from tests.support.apps import (
+    FRAMEWORKS,
+    AppProcess,
+    assert_green_burst,
+    assert_overlap,
+    burst,
+    python,
+)
+from tests.support.proxy import FaultProxy
 
 pytest.importorskip("django_mongodb_backend")
 

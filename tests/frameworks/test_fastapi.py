@@ -22,8 +22,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, field_serializer
 
 import motorpatch
-from support.loops import run_on
-from support.web import Http, Where, in_green_code
+from tests.support.loops import run_on
+from tests.support.web import Http, Where, in_green_code
 
 pytestmark = [
     pytest.mark.usefixtures("installed"),

@@ -4,7 +4,7 @@ Every endpoint and its error statuses; the request id set by the middleware
 reaches the stored message; the background task counts posts; the export
 streams every message; 100 concurrent requests against delayed replies
 overlap with the loop's lag measured; a hung database gives 503. The example's
-``--check`` CLI runs in tests/test_examples.py.
+``--check`` CLI runs in tests/scenarios/test_examples.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pymongo
 import pytest
 
 from examples.fastapi_board.app import create_app
-from support.web import Http
+from tests.support.web import Http
 
 # proxy and database come before serve_asgi in each test's arguments: the app's lifespan
 # closes its client when the server stops, which must happen while the proxy still runs.

@@ -25,7 +25,7 @@ from fastapi.dependencies.models import _is_async_gen_callable, _is_coroutine_ca
 from starlette._utils import is_async_callable
 
 import motorpatch
-from support.loops import run_on
+from tests.support.loops import run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 
@@ -196,3 +196,17 @@ def test_sync_to_async_refuses_a_green_function_with_asgirefs_error() -> None:
 
     with pytest.raises(TypeError, match="can only be applied to sync functions"):
         sync_to_async(read_item)
+
+
+def test_awaiting_a_green_functions_inline_value_says_why() -> None:
+    """Generic green code that awaits whatever a handler returns meets a green handler's value."""
+
+    @motorpatch.green
+    def middleware(handler: Callable[[int], Any]) -> Any:
+        return motorpatch.await_(handler(8))  # handler is green: inline, a plain value here
+
+    async def main() -> None:
+        with pytest.raises(TypeError, match=r"got 'dict'.*run inline and return their value"):
+            await middleware(read_item)
+
+    run_on("asyncio", main)

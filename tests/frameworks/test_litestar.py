@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from support.apps import AppProcess, assert_green_burst, serve, slow_proxy
+from tests.support.apps import AppProcess, assert_green_burst, serve, slow_proxy
 
 pytest.importorskip("litestar")
 

@@ -24,7 +24,15 @@ from typing import Any
 
 import pytest
 
-from support.apps import FRAMEWORKS, ROOT, AppProcess, assert_overlap, burst, serve, slow_proxy
+from tests.support.apps import (
+    FRAMEWORKS,
+    ROOT,
+    AppProcess,
+    assert_overlap,
+    burst,
+    serve,
+    slow_proxy,
+)
 
 pytest.importorskip("opentelemetry.instrumentation.pymongo")
 pytest.importorskip("opentelemetry.instrumentation.fastapi")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from support.apps import AppProcess, assert_overlap, burst, serve, slow_proxy
+from tests.support.apps import AppProcess, assert_overlap, burst, serve, slow_proxy
 
 pytest.importorskip("aiosqlite")
 pytest.importorskip("sqlalchemy.ext.asyncio")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from support.apps import AppProcess, assert_overlap, burst, python, slow_proxy
+from tests.support.apps import AppProcess, assert_overlap, burst, python, slow_proxy
 
 DELAY = 0.2
 BURST = 16

@@ -25,8 +25,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from support.proxy import FaultProxy
-from support.servers import free_port, wait_listening
+from tests.support.proxy import FaultProxy
+from tests.support.servers import free_port, wait_listening
 
 __all__ = ["AppProcess", "assert_green_burst", "assert_overlap", "burst", "serve", "slow_proxy"]
 

@@ -27,7 +27,7 @@ import aiohttp
 import uvicorn
 
 import motorpatch
-from support.loops import LagTicker
+from tests.support.loops import LagTicker
 
 __all__ = ["AiohttpServer", "AsgiServer", "Http", "Where", "in_green_code"]
 
