@@ -52,7 +52,7 @@ _INSPECT_MARK: Any = getattr(inspect, "_is_coroutine_mark", None)
 
 
 def _atomic_requests_apply(view: object) -> bool:
-    from django.db import connections  # type: ignore[import-untyped]
+    from django.db import connections
 
     exempt: set[str] = getattr(view, "_non_atomic_requests", set())
     return any(
