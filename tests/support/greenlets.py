@@ -12,8 +12,12 @@ def live_greenlets() -> list[greenlet.greenlet]:
     gc.collect()
     live = []
     for obj in gc.get_objects():
+        # type(), not isinstance(): isinstance also asks obj.__class__, which lazy proxies
+        # answer by loading their target (Django's unconfigured settings then raise).
+        if not issubclass(type(obj), greenlet.greenlet):
+            continue
         try:  # weak proxies among the objects raise ReferenceError when their referent is gone
-            if isinstance(obj, greenlet.greenlet) and not obj.dead and obj.parent is not None:
+            if not obj.dead and obj.parent is not None:
                 live.append(obj)  # a main greenlet (of any thread) has no parent
         except ReferenceError:
             continue
