@@ -188,7 +188,8 @@ def test_cancelled_as_it_finishes_a_call_raises_cancelled_and_frees_its_greenlet
     async def main() -> tuple[str, Any]:
         holder: list[asyncio.Future[Any]] = []
         holder.append(asyncio.ensure_future(read_one(holder)))
-        await asyncio.sleep(0.01)
+        while motorpatch.stats()["parked"]["socket read"] == 0:  # parked on the empty socket
+            await asyncio.sleep(0)
         b.send(b"x")
         try:
             outcome = repr(await holder[0])
