@@ -36,6 +36,14 @@ setup(
             "pytest-asyncio>=0.24",
             "anyio>=4.4",
             "blockbuster>=1.5.20",
+            "fastapi>=0.115",
+            "starlette>=0.40",
+            "uvicorn>=0.30",
+            "aiohttp>=3.10",
+            "httpx>=0.27",
+            "httpx2>=2.0",  # Starlette's TestClient prefers it (a DeprecationWarning with httpx)
+            "wsproto>=1.2",  # uvicorn's WebSocket protocol in the tests
+            "asgiref>=3.8",
         ],
         "testing": ["pytest>=8", "nx-27017>=0.8.1"],
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],

@@ -14,12 +14,13 @@ PyMongo; :mod:`motorpatch.socket_shim`, the green socket; and
 
 from motorpatch._install import install, is_installed, uninstall
 from motorpatch._stats import stats
-from motorpatch.bridge import await_, green
+from motorpatch.bridge import allow_plain, await_, green, green_iter
 from motorpatch.errors import (
     BlockingCallWarning,
     GreenContextError,
     MotorpatchError,
     MotorpatchWarning,
+    PlainFallbackWarning,
     RestoreWarning,
     UnsupportedVersionError,
     UntestedVersionWarning,
@@ -30,11 +31,14 @@ __all__ = [
     "GreenContextError",
     "MotorpatchError",
     "MotorpatchWarning",
+    "PlainFallbackWarning",
     "RestoreWarning",
     "UnsupportedVersionError",
     "UntestedVersionWarning",
+    "allow_plain",
     "await_",
     "green",
+    "green_iter",
     "install",
     "is_installed",
     "stats",

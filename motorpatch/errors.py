@@ -11,6 +11,7 @@ __all__ = [
     "GreenContextError",
     "MotorpatchError",
     "MotorpatchWarning",
+    "PlainFallbackWarning",
     "RestoreWarning",
     "UnsupportedVersionError",
     "UntestedVersionWarning",
@@ -75,4 +76,16 @@ class RestoreWarning(MotorpatchWarning):
     PyMongo behaves as plain PyMongo; undo the other library's change first
     (or uninstall motorpatch before installing it) to get the attribute back
     exactly.
+    """
+
+
+class PlainFallbackWarning(MotorpatchWarning, RuntimeWarning):
+    """A ``@green`` function ran as plain blocking code while an event loop served elsewhere.
+
+    Called on a thread with no running event loop, a green function runs
+    synchronously. That is intended in scripts and in threads you start on
+    purpose, but when a framework does it (it ran the function in its thread
+    pool because it did not see it as async) green code is silently lost.
+    Emitted once per function; the message names the thread, the cause and
+    the fix. Wrap intended plain calls in ``with motorpatch.allow_plain():``.
     """

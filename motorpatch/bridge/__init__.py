@@ -15,12 +15,20 @@ inside, from the bottom up:
 - ``_parking``: the two ways to wait (``park``, ``park_direct``), the
   ``Waker`` loop callback, ``sleep`` and ``yield_now``.
 - ``_condition``: waiting on a ``threading.Condition`` that any thread wakes.
-- ``_green``: ``@green``, ``await_`` and the driving coroutine.
+- ``_green``: ``await_`` and the driving coroutine of every green call.
+- ``_marker``: the coroutine-function markers web frameworks read.
+- ``_fallback``: a green function called where no loop runs (the warning,
+  ``allow_plain``, callers that await the result on a loop of their own).
+- ``_green_iter``: ``green_iter`` and ``@green`` generator functions.
+- ``_decorator``: ``@green``, which chooses between the three paths.
 """
 
 from motorpatch.bridge._condition import green_cond_wait, pending_handoffs
+from motorpatch.bridge._decorator import green
 from motorpatch.bridge._fairness import SLICE_BUDGET
-from motorpatch.bridge._green import await_, green
+from motorpatch.bridge._fallback import allow_plain
+from motorpatch.bridge._green import await_
+from motorpatch.bridge._green_iter import green_iter
 from motorpatch.bridge._greenlets import (
     abandoned_on_closed_loops,
     green_loop,
@@ -44,10 +52,12 @@ __all__ = [
     "Waker",
     "abandoned_on_closed_loops",
     "all_counters",
+    "allow_plain",
     "await_",
     "counters",
     "green",
     "green_cond_wait",
+    "green_iter",
     "green_loop",
     "is_installed",
     "new_waker",

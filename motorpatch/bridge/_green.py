@@ -1,4 +1,4 @@
-"""``green``, ``await_`` and the driving coroutine: the bridge's public entry points.
+"""``await_`` and the driving coroutine of every green call (``drive``).
 
 A green call is a coroutine (``_drive``) that owns one greenlet (taken from
 a per-thread pool) for the call. The greenlet runs the user's synchronous
@@ -14,25 +14,22 @@ coroutine hears only of the call's end, or of an awaitable to await.
 
 The greenlets themselves (tagging, the pool) and the messages the driver and
 a greenlet exchange (a table) are ``_greenlets``'s; the two ways of waiting
-are ``_parking``'s; the fairness budget is ``_fairness``'s.
+are ``_parking``'s; the fairness budget is ``_fairness``'s; the ``@green``
+decorator that starts calls (and where it finds no loop) is ``_decorator``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import warnings
 from asyncio import AbstractEventLoop
 from asyncio import _get_running_loop as _running_loop
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
-
-from greenlet import getcurrent
 
 from motorpatch.bridge._fairness import SLICE_BUDGET, budget, run_slice, wait_for_next_slice
 from motorpatch.bridge._greenlets import (
-    LOOP_ATTR,
     PARKED,
     Deferred,
     Outcome,
@@ -45,7 +42,7 @@ from motorpatch.bridge._parking import park
 from motorpatch.bridge._state import counters, is_installed
 from motorpatch.errors import BlockingCallWarning, GreenContextError
 
-__all__ = ["await_", "green"]
+__all__ = ["await_", "drive", "warn_if_not_installed"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -107,10 +104,15 @@ async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str,
             value = run_slice(counted, gl.switch, result)
 
 
+# The name other bridge modules import; the coroutine keeps its name, ``_drive``, which
+# users meet in "coroutine '_drive' was never awaited" and in task stacks.
+drive = _drive
+
 _warned_not_installed = False
 
 
-def _warn_if_not_installed() -> None:
+def warn_if_not_installed() -> None:
+    """Warn once if a green call starts before ``install()``: its PyMongo calls would block."""
     global _warned_not_installed
     if _warned_not_installed or is_installed():
         return
@@ -122,52 +124,6 @@ def _warn_if_not_installed() -> None:
         BlockingCallWarning,
         stacklevel=3,
     )
-
-
-def green(fn: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:
-    """Run a synchronous function as green code, so blocking PyMongo calls park.
-
-    Called on a thread whose event loop is running, outside green code, the
-    decorated function returns an awaitable (a coroutine) of its result:
-    ``await`` it, pass it to ``asyncio.gather``/``asyncio.wait_for``, or
-    return it from a Tornado ``RequestHandler`` method. The function runs in
-    a greenlet of its own (reused from a per-thread pool), in a copy of the
-    caller's ``contextvars`` context; cancelling the awaiting task raises
-    ``asyncio.CancelledError`` at the function's current wait. Exceptions
-    reach the awaiter unchanged.
-
-    Called from inside green code the function runs inline and returns its
-    result (decorated service functions can call each other). Called where
-    no event loop runs (a script, a plain thread) it runs synchronously and
-    returns its result. The declared type is the awaitable one, the way
-    handlers use it (``await f()`` type-checks); where a type checker must
-    see an inline call's result, decorate an alias and call the plain
-    function inline (docs/architecture.md#how-green-is-typed).
-
-    :raises TypeError: ``fn`` is a coroutine function or not callable.
-    """
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-        raise TypeError(
-            f"@motorpatch.green cannot decorate {fn.__qualname__!r}: it is already "
-            "asynchronous (async def). @green is for ordinary synchronous functions "
-            "that call PyMongo; use the async function as it is, or remove 'async'."
-        )
-    if not callable(fn):
-        raise TypeError(
-            f"@motorpatch.green expects a function, got {type(fn).__name__!r}. "
-            "Write @motorpatch.green above a def."
-        )
-
-    @functools.wraps(fn)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R | Coroutine[Any, Any, _R]:
-        if getattr(getcurrent(), LOOP_ATTR, None) is not None or _running_loop() is None:
-            return fn(*args, **kwargs)
-        _warn_if_not_installed()
-        return _drive(fn, args, kwargs)
-
-    wrapper.__motorpatch_green__ = True  # type: ignore[attr-defined]
-    # Awaitable for callers on a loop; the inline result elsewhere (see the docstring).
-    return cast(Callable[_P, Awaitable[_R]], wrapper)
 
 
 def await_(awaitable: Awaitable[_R]) -> _R:
@@ -189,6 +145,13 @@ def await_(awaitable: Awaitable[_R]) -> _R:
             "loop coroutine to await on its behalf. Call it only inside a function "
             "decorated with @motorpatch.green that was awaited on a running event loop "
             "(from a coroutine, write 'await the_awaitable' instead)."
+        )
+    if not inspect.isawaitable(awaitable):
+        raise TypeError(
+            f"motorpatch.await_() got {type(awaitable).__name__!r}, which can't be used in "
+            "'await' expression. If it is what a @motorpatch.green function returned: green "
+            "functions called inside green code run inline and return their value, so use "
+            "the value as it is (a coroutine function's result still needs await_)."
         )
     if asyncio.isfuture(awaitable) and awaitable.get_loop() is not loop:
         raise GreenContextError(

@@ -241,7 +241,9 @@ def test_service_workers_overlap_on_a_delayed_server(orders_db, make_client, pro
     assert elapsed < serial / 4, f"the workers did not overlap: {elapsed:.2f}s"
 
 
-@pytest.mark.parametrize("example", ["mongoengine_app", "asyncio_service"])
+@pytest.mark.parametrize(
+    "example", ["mongoengine_app", "asyncio_service", "fastapi_board", "aiohttp_board"]
+)
 def test_cli_check_runs_with_the_embedded_server(example: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
     help_run = subprocess.run(

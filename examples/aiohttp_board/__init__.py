@@ -1,0 +1,1 @@
+"""The message board's JSON API on aiohttp (``python -m examples.aiohttp_board``)."""

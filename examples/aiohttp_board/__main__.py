@@ -1,0 +1,81 @@
+"""Run the aiohttp board: ``python -m examples.aiohttp_board [--port N] [--check]``.
+
+Without a MongoDB URI (``--mongodb-uri`` or ``MONGODB_URI``) an embedded
+nx-27017 is started for the run. ``--check`` serves one round of requests to
+itself, prints ``check ok`` and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+
+import aiohttp
+from aiohttp import web
+
+import motorpatch
+from examples.aiohttp_board.app import make_app
+from examples.messages.embedded import EmbeddedMongo, EmbeddedMongoError
+
+__all__ = ["main"]
+
+
+async def _self_check(base: str) -> None:
+    async with aiohttp.ClientSession(base) as http:
+        async with http.post("/api/messages", json={"author": "check", "text": "hi"}) as r:
+            assert r.status == 201, await r.text()
+            posted = await r.json()
+        async with http.get("/api/messages") as r:
+            assert (await r.json())["messages"] == [posted]
+        async with http.delete(f"/api/messages/{posted['id']}") as r:
+            assert r.status == 200, await r.text()
+
+
+async def _serve(uri: str, host: str, port: int, check: bool) -> None:
+    runner = web.AppRunner(make_app(uri, serverSelectionTimeoutMS=10_000))
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1]
+        base = f"http://{host}:{bound}"
+        if check:
+            await _self_check(base)
+            print("check ok", flush=True)
+            return
+        print(f"Message board API running at {base}/api/messages (Ctrl-C to stop)", flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m examples.aiohttp_board")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
+    parser.add_argument("--port", type=int, default=8891, help="port; 0 picks a free one [8891]")
+    parser.add_argument("--mongodb-uri", default=os.environ.get("MONGODB_URI") or None)
+    parser.add_argument("--check", action="store_true", help="serve one round to itself, exit")
+    args = parser.parse_args(argv)
+    motorpatch.install()  # first, before any PyMongo client exists
+    try:
+        with contextlib.ExitStack() as cleanup:
+            uri = args.mongodb_uri
+            if uri is None:
+                embedded = cleanup.enter_context(EmbeddedMongo())
+                uri = embedded.uri
+                print(f"Started embedded nx-27017 (pid {embedded.pid}) at {uri}", flush=True)
+            asyncio.run(_serve(uri, args.host, args.port, args.check))
+    except EmbeddedMongoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
