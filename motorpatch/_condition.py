@@ -29,7 +29,7 @@ from asyncio import AbstractEventLoop
 
 from motorpatch._parking import _park_direct, _Waker, _waker
 
-__all__ = ["green_cond_wait", "pending_handoffs"]
+__all__ = ["green_cond_wait", "hold", "pending_handoffs", "unhold"]
 
 
 class _GreenWaiter:
@@ -118,3 +118,29 @@ def green_cond_wait(
             if not finished:
                 condition.notify()  # cancelled after being chosen: pass the wake-up on
     return waiter.notified
+
+
+class _Held:
+    """A hand-off kept by a greenlet that runs but has not used it yet (see ``hold``)."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop: AbstractEventLoop) -> None:
+        self._loop = loop
+
+
+def hold(condition: threading.Condition, loop: AbstractEventLoop) -> object:
+    """Count one more hand-off on ``condition`` (its lock held) until ``unhold``.
+
+    For a greenlet that was handed what ``condition`` guards, must wait for
+    something else before it takes it, and must not see it taken meanwhile.
+    """
+    held = _Held(loop)
+    _handoffs(condition).append(held)  # type: ignore[arg-type]
+    return held
+
+
+def unhold(condition: threading.Condition, held: object) -> None:
+    """End ``hold`` (the condition's lock held)."""
+    with contextlib.suppress(ValueError):
+        _handoffs(condition).remove(held)  # type: ignore[arg-type]

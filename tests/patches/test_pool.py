@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+import greenlet
 import pytest
 from pymongo import monitoring
 from pymongo.errors import WaitQueueTimeoutError
@@ -399,3 +400,86 @@ def test_a_slot_promised_to_a_waiter_whose_loop_closed_is_not_held_back(one_slot
         "doc-3",
     ]
     assert cmap.of(monitoring.ConnectionCheckOutFailedEvent) == []
+
+
+class _ParkCounter:
+    """Counts, per checkout, the times each green greenlet parked and was woken, by reason.
+
+    A greenlet tracer (``greenlet.settrace``, on the loop's thread) sees every switch: a
+    green greenlet switching out with ``motorpatch_parked`` set has parked for that
+    reason; a switch into one that is still marked is its wake-up. CMAP's check-out
+    started/checked-out events (published in the checking-out greenlet) delimit a checkout.
+    """
+
+    def __init__(self) -> None:
+        self.parks: dict[str, int] = {}
+        self.per_checkout: list[tuple[int, int]] = []  # (pool-wait parks, wake-ups)
+        self._open: dict[Any, list[int]] = {}
+        self._previous: Any = None
+
+    def trace(self, event: str, args: Any) -> None:
+        origin, target = args
+        reason = getattr(origin, "motorpatch_parked", None)
+        if reason is not None:
+            self.parks[reason] = self.parks.get(reason, 0) + 1
+            if reason == "pool wait" and origin in self._open:
+                self._open[origin][0] += 1
+        if getattr(target, "motorpatch_parked", None) == "pool wait" and target in self._open:
+            self._open[target][1] += 1
+
+    def started(self, _event: Any) -> None:
+        self._open[greenlet.getcurrent()] = [0, 0]
+
+    def checked_out(self, _event: Any) -> None:
+        counts = self._open.pop(greenlet.getcurrent(), None)
+        if counts is not None:
+            self.per_checkout.append((counts[0], counts[1]))
+
+    def __enter__(self) -> _ParkCounter:
+        self._previous = greenlet.settrace(self.trace)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        greenlet.settrace(self._previous)
+
+
+@pytest.mark.parametrize("max_connecting", [1, 2])
+def test_a_checkout_waiting_for_max_connecting_parks_once_and_never_polls(
+    max_connecting, loop_kind, proxy, *, proxied, recorder, getter
+):
+    """maxPoolSize=1000 (no pool-size wait), 60 callers looping while the pool grows
+    max_connecting connections at a time: connections checked in are handed to woken
+    waiters. A checkout finding every idle connection promised to a woken waiter queues
+    behind them: it parks at most once, is woken once, and never yields to the loop in a
+    loop (which it did, about ten times per operation, before)."""
+    cmap = recorder("pool")
+    pc = proxied(
+        maxPoolSize=1000, maxConnecting=max_connecting, waitQueueTimeoutMS=10000,
+        event_listeners=[cmap],
+    )
+    pool = _pool(pc.database.client)
+    assert pool._max_connecting == max_connecting
+    get = getter(pc)
+    counter = _ParkCounter()
+    cmap.on(monitoring.ConnectionCheckOutStartedEvent, counter.started)
+    cmap.on(monitoring.ConnectionCheckedOutEvent, counter.checked_out)
+    workers, k = 60, 4
+
+    @motorpatch.green
+    def work(w: int) -> list[str]:
+        return [get(w * k + j) for j in range(k)]
+
+    async def main() -> list[list[str]]:
+        proxy.delay = 0.01  # the handshake too: the pool grows slowly
+        with counter:
+            return await asyncio.gather(*[work(w) for w in range(workers)])
+
+    results = run_on(loop_kind, main, timeout=60)
+    assert [tag for r in results for tag in r] == _expected(workers * k)
+    assert len(counter.per_checkout) == workers * k
+    waited = [c for c in counter.per_checkout if c[0]]
+    assert len(waited) >= workers // 4, "the callers never waited for a connection"
+    assert counter.parks.get("yield", 0) == 0, f"the checkout polled the loop: {counter.parks}"
+    assert max(parks for parks, _ in counter.per_checkout) == 1, counter.per_checkout
+    assert max(wakes for _, wakes in counter.per_checkout) == 1, counter.per_checkout
+    assert _busy(pool) == {}
