@@ -88,8 +88,8 @@ def _get_conn(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 def _no_free_slot(pool: Any) -> bool:
     """Every free pool slot (maxPoolSize) is promised to a woken waiter, or there is none."""
-    requests: int = pool.requests + pending_handoffs(pool.size_cond)
-    return requests >= pool.max_pool_size
+    limit: int = pool.max_pool_size
+    return pool.requests + pending_handoffs(pool.size_cond) >= limit
 
 
 def _no_free_connection(pool: Any) -> bool:
