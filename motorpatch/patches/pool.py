@@ -88,8 +88,9 @@ def _get_conn(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 def _no_free_slot(pool: Any) -> bool:
     """Every free pool slot (maxPoolSize) is promised to a woken waiter, or there is none."""
+    requests: int = pool.requests + pending_handoffs(pool.size_cond)
     limit: int = pool.max_pool_size
-    return pool.requests + pending_handoffs(pool.size_cond) >= limit
+    return requests >= limit
 
 
 def _no_free_connection(pool: Any) -> bool:
