@@ -3,6 +3,12 @@
     .venv/bin/python bench/profile_find_one.py            # every loop, c=1/100/1000 (about 1 min)
     .venv/bin/python bench/profile_find_one.py --quick    # asyncio only, short windows (~10 s)
     .venv/bin/python bench/profile_find_one.py --loops asyncio --cases 1000x1000 --seconds 3
+    .venv/bin/python bench/profile_find_one.py --no-profile --repeat 3 \
+        --variants before=/tmp/mp-before,after=.    # side by side: CPU/op and ops/s ratios
+
+``--variants name=DIR,...`` runs each case with the motorpatch package found in each DIR
+(``git archive COMMIT motorpatch | tar -x -C DIR`` makes one), interleaved ``--repeat`` times,
+and prints every figure and the ratio of medians against the first variant.
 
 Each case (loop x callers x maxPoolSize) runs in a fresh process against the canned-reply
 responder (bench/responder.py, its own process; 0 ms replies for c <= 100, 10 ms for c=1000,
@@ -135,7 +141,14 @@ async def _case(args: argparse.Namespace) -> dict[str, Any]:
     cpu1, wall1 = time.process_time(), time.perf_counter()
     pool = client._topology._servers[next(iter(client._topology._servers))].pool
     conns_before = len(pool.conns) + pool.active_sockets
-    prof = cProfile.Profile()
+    if args.no_profile:
+        await motorpatch.green(client.close)()
+        motorpatch.uninstall()
+        return {"loop": args.loop, "conc": args.conc, "pool": args.pool,
+                "delay_ms": args.delay_ms, "ops_s": round(plain_ops / (wall1 - wall0)),
+                "cpu_us_op": round((cpu1 - cpu0) / max(plain_ops, 1) * 1e6, 1),
+                "connections": conns_before, "motorpatch": motorpatch.__file__}
+    prof = cProfile.Profile(time.thread_time)  # CPU time of the loop's thread, not waits
     prof.enable()
     profiled_ops = await _drive(find_one, args.conc, args.seconds)
     prof.disable()
@@ -156,6 +169,7 @@ async def _case(args: argparse.Namespace) -> dict[str, Any]:
     n = max(profiled_ops, 1)
     return {
         "loop": args.loop, "conc": args.conc, "pool": args.pool, "delay_ms": args.delay_ms,
+        "motorpatch": motorpatch.__file__,
         "ops_s": round(plain_ops / (wall1 - wall0)),
         "cpu_us_op": round((cpu1 - cpu0) / max(plain_ops, 1) * 1e6, 1),
         "profiled_ops": profiled_ops,
@@ -168,6 +182,8 @@ async def _case(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def child(args: argparse.Namespace) -> None:
+    if args.src:
+        sys.path.insert(0, str(Path(args.src).resolve()))
     if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     if args.loop == "uvloop":
@@ -200,6 +216,64 @@ def markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _run_child(args: argparse.Namespace, case: tuple[str, int, int, str], seconds: float,
+               responders: dict[int, Any]) -> dict[str, Any] | None:
+    loop, conc, pool, src = case
+    from run import PINNED
+
+    delay = 10 if conc >= 1000 else 0
+    cmd = [sys.executable, __file__, "--child", "--loop", loop, "--conc", str(conc),
+           "--pool", str(pool), "--port", str(responders[delay][1]), "--delay-ms", str(delay),
+           "--seconds", str(seconds), "--warmup", "0.1" if args.quick else "0.3",
+           "--cpu", "0" if PINNED else "-1", "--src", src]
+    if args.no_profile:
+        cmd.append("--no-profile")
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    if not line:
+        print(f"{loop} c={conc} pool={pool} {src}: failed\n{out.stderr}", file=sys.stderr)
+        return None
+    return json.loads(line[0][7:])  # type: ignore[no-any-return]
+
+
+def _print_line(r: dict[str, Any]) -> None:
+    text = (f"{r['variant']:10} {r['loop']:8} c={r['conc']:<5} pool={r['pool']:<5} "
+            f"{r['ops_s']:>6} ops/s {r['cpu_us_op']:>6} us/op")
+    c = r.get("counts_per_op")
+    if c:
+        text += (f"  loop it/op {c['loop iterations']:<6} switches/op "
+                 f"{c['greenlet switches']:<6} yields/op {c['yields (_yield_now)']:<6} "
+                 f"pool waits/op {c['pool/condition waits']}")
+    print(text, flush=True)
+
+
+def side_by_side(results: list[dict[str, Any]], names: list[str]) -> str:
+    """Every run's figures per case and variant, and medians' ratios against the first."""
+    from statistics import median
+
+    lines = ["\n| loop | c | pool | variant | ops/s (runs) | CPU us/op (runs) | ops/s ratio |"
+             " CPU ratio |", "|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["loop"], r["conc"], r["pool"]) for r in results},
+                  key=lambda k: (k[0], k[1], k[2]))
+    for key in keys:
+        base = None
+        for name in names:
+            rs = [r for r in results if (r["loop"], r["conc"], r["pool"]) == key
+                  and r["variant"] == name]
+            if not rs:
+                continue
+            ops = median(r["ops_s"] for r in rs)
+            cpu = median(r["cpu_us_op"] for r in rs)
+            if base is None:
+                base = (ops, cpu)
+            lines.append(
+                f"| {key[0]} | {key[1]} | {key[2]} | {name} | "
+                f"{', '.join(str(r['ops_s']) for r in rs)} | "
+                f"{', '.join(str(r['cpu_us_op']) for r in rs)} | "
+                f"{ops / base[0]:.2f} | {cpu / base[1]:.2f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="asyncio only, 0.5 s windows")
@@ -209,6 +283,10 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=0.0, help="each window (default 2, quick 0.5)")
     p.add_argument("--out", help="also write the markdown report here")
     p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--no-profile", action="store_true", help="CPU/op and ops/s only")
+    p.add_argument("--repeat", type=int, default=1, help="interleaved runs of every case")
+    p.add_argument("--variants", default="",
+                   help="name=DIR,...: the motorpatch package of each DIR, side by side")
     # child-process options
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--loop", default="asyncio", help=argparse.SUPPRESS)
@@ -218,44 +296,40 @@ def main() -> None:
     p.add_argument("--delay-ms", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--warmup", type=float, default=0.3, help=argparse.SUPPRESS)
     p.add_argument("--cpu", type=int, default=-1, help=argparse.SUPPRESS)
+    p.add_argument("--src", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args)
         return
-    from run import PINNED, start_responder
+    from run import start_responder
 
     seconds = args.seconds or (0.5 if args.quick else 2.0)
     loops = ["asyncio"] if args.quick else args.loops.split(",")
     cases = [tuple(int(x) for x in c.split("x")) for c in args.cases.split(",")]
+    variants = [v.split("=", 1) for v in args.variants.split(",")] if args.variants else [
+        ["current", ""]]
     responders = {d: start_responder(d) for d in (0, 10)}
     results = []
     try:
-        for loop in loops:
-            for conc, pool in cases:
-                delay = 10 if conc >= 1000 else 0
-                cmd = [sys.executable, __file__, "--child", "--loop", loop, "--conc", str(conc),
-                       "--pool", str(pool), "--port", str(responders[delay][1]),
-                       "--delay-ms", str(delay), "--seconds", str(seconds),
-                       "--warmup", "0.1" if args.quick else "0.3",
-                       "--cpu", "0" if PINNED else "-1"]
-                out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
-                line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
-                if not line:
-                    print(f"{loop} c={conc} pool={pool}: failed\n{out.stderr}", file=sys.stderr)
-                    continue
-                r = json.loads(line[0][7:])
-                results.append(r)
-                c = r["counts_per_op"]
-                print(f"{loop:8} c={conc:<5} pool={pool:<5} {r['ops_s']:>6} ops/s "
-                      f"{r['cpu_us_op']:>6} us/op  loop it/op {c['loop iterations']:<6} "
-                      f"switches/op {c['greenlet switches']:<6} yields/op "
-                      f"{c['yields (_yield_now)']:<6} pool waits/op {c['pool/condition waits']}",
-                      flush=True)
+        for rep in range(args.repeat):
+            for loop in loops:
+                for conc, pool in cases:
+                    for name, src in variants:
+                        r = _run_child(args, (loop, conc, pool, src), seconds, responders)
+                        if r is None:
+                            continue
+                        r["variant"], r["rep"] = name, rep
+                        results.append(r)
+                        _print_line(r)
     finally:
         for proc, _ in responders.values():
             if proc.stdin:
                 proc.stdin.close()
             proc.wait(5)
+    if len(variants) > 1 or args.repeat > 1:
+        print(side_by_side(results, [name for name, _ in variants]))
+    if args.no_profile:
+        return
     report = markdown(results)
     if args.out:
         Path(args.out).write_text("# find_one profile\n" + report + "\n")
