@@ -85,9 +85,10 @@ BUCKETS: list[tuple[str, Any]] = [
 COUNTED = {
     "loop iterations": lambda f, n: n == "_run_once",
     "greenlet switches": lambda f, n: "greenlet" in n and "switch" in n,
-    "add_reader": lambda f, n: n in {"add_reader", "_add_reader"} and "base_events" not in f,
-    "call_later": lambda f, n: n == "call_later",
-    "create_future": lambda f, n: n == "create_future",
+    "add_reader": lambda f, n: n == "add_reader" or n.startswith("<method 'add_reader'"),
+    "call_later": lambda f, n: n == "call_later" or n.startswith("<method 'call_later'"),
+    "create_future": lambda f, n: n == "create_future"
+    or n.startswith("<method 'create_future'"),
     "_green_loop": lambda f, n: n == "_green_loop",
     "yields (_yield_now)": lambda f, n: n == "_yield_now",
     "pool/condition waits": lambda f, n: n == "green_cond_wait",
@@ -136,9 +137,11 @@ async def _case(args: argparse.Namespace) -> dict[str, Any]:
 
     await find_one()
     await _drive(find_one, args.conc, args.warmup)  # same shape as bench/run.py's warm-up
+    deferrals0 = motorpatch.stats()["budget"]["deferrals"]
     cpu0, wall0 = time.process_time(), time.perf_counter()
     plain_ops = await _drive(find_one, args.conc, args.seconds)
     cpu1, wall1 = time.process_time(), time.perf_counter()
+    deferrals = (motorpatch.stats()["budget"]["deferrals"] - deferrals0) / max(plain_ops, 1)
     pool = client._topology._servers[next(iter(client._topology._servers))].pool
     conns_before = len(pool.conns) + pool.active_sockets
     if args.no_profile:
@@ -147,7 +150,8 @@ async def _case(args: argparse.Namespace) -> dict[str, Any]:
         return {"loop": args.loop, "conc": args.conc, "pool": args.pool,
                 "delay_ms": args.delay_ms, "ops_s": round(plain_ops / (wall1 - wall0)),
                 "cpu_us_op": round((cpu1 - cpu0) / max(plain_ops, 1) * 1e6, 1),
-                "connections": conns_before, "motorpatch": motorpatch.__file__}
+                "connections": conns_before, "motorpatch": motorpatch.__file__,
+                "deferrals_per_op": round(deferrals, 3)}
     prof = cProfile.Profile(time.thread_time)  # CPU time of the loop's thread, not waits
     prof.enable()
     profiled_ops = await _drive(find_one, args.conc, args.seconds)
@@ -172,7 +176,7 @@ async def _case(args: argparse.Namespace) -> dict[str, Any]:
         "motorpatch": motorpatch.__file__,
         "ops_s": round(plain_ops / (wall1 - wall0)),
         "cpu_us_op": round((cpu1 - cpu0) / max(plain_ops, 1) * 1e6, 1),
-        "profiled_ops": profiled_ops,
+        "profiled_ops": profiled_ops, "deferrals_per_op": round(deferrals, 3),
         "connections": conns_before,
         "buckets_us_op": {k: round(v / n * 1e6, 2) for k, v in
                           sorted(buckets.items(), key=lambda kv: -kv[1])},
@@ -205,7 +209,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
     for r in results:
         lines.append(f"\n### {r['loop']}, c={r['conc']}, maxPoolSize={r['pool']}, "
                      f"{r['delay_ms']} ms replies\n")
-        lines.append(f"unprofiled: {r['ops_s']} ops/s, **{r['cpu_us_op']} us CPU/op**; "
+        lines.append(f"unprofiled: {r['ops_s']} ops/s, **{r['cpu_us_op']} us CPU/op**, "
+                     f"{r['deferrals_per_op']} fairness deferrals/op; "
                      f"profiled ops: {r['profiled_ops']}; connections: {r['connections']}\n")
         lines.append("| bucket (cProfile own time) | us/op |\n|---|---|")
         lines += [f"| {k} | {v} |" for k, v in r["buckets_us_op"].items()]
@@ -238,7 +243,8 @@ def _run_child(args: argparse.Namespace, case: tuple[str, int, int, str], second
 
 def _print_line(r: dict[str, Any]) -> None:
     text = (f"{r['variant']:10} {r['loop']:8} c={r['conc']:<5} pool={r['pool']:<5} "
-            f"{r['ops_s']:>6} ops/s {r['cpu_us_op']:>6} us/op")
+            f"{r['ops_s']:>6} ops/s {r['cpu_us_op']:>6} us/op "
+            f"deferrals/op {r.get('deferrals_per_op')}")
     c = r.get("counts_per_op")
     if c:
         text += (f"  loop it/op {c['loop iterations']:<6} switches/op "
