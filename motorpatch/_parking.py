@@ -87,10 +87,22 @@ class _Waker:
     there the switch happens in a callback of its own, queued with ``call_soon``.
     """
 
-    __slots__ = ("task",)
+    __slots__ = ("fd", "task", "write")
 
-    def __init__(self, task: _GreenTask) -> None:
+    def __init__(self, task: _GreenTask, fd: int = -1, write: bool = False) -> None:
         self.task = task
+        self.fd = fd  # the descriptor it is registered for (reader, or writer), or -1
+        self.write = write
+
+    def unregister(self) -> None:
+        """Remove its reader (writer) registration, if it still has one."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            loop = self.task.motorpatch_loop
+            if self.write:
+                loop.remove_writer(fd)
+            else:
+                loop.remove_reader(fd)
 
     def __call__(self, value: Any) -> None:
         task = self.task
@@ -112,6 +124,9 @@ class _Waker:
             or task.motorpatch_handoff is None
             or getcurrent() is not task.parent
         ):
+            # Its descriptor is ready and stays so (level-triggered) until the greenlet
+            # reads: unregister now, or it fires again in every iteration until then.
+            self.unregister()
             _hand_off(task, _Resume(value))
             return
         try:
@@ -130,9 +145,14 @@ def _hand_off(task: _GreenTask, message: Any) -> None:
         fut.set_result(None)
 
 
-def _waker() -> _Waker:
-    """A new waker for the current (green) greenlet's next ``_park_direct``."""
-    return _Waker(getcurrent())
+def _waker(fd: int = -1, write: bool = False) -> _Waker:
+    """A new waker for the current (green) greenlet's next ``_park_direct``.
+
+    With ``fd``, the caller registers it as that descriptor's reader (writer, with
+    ``write``) and removes it with ``unregister()``, which does nothing if the waker
+    already did.
+    """
+    return _Waker(getcurrent(), fd, write)
 
 
 def _park_direct(
