@@ -17,11 +17,12 @@ setup(
     install_requires=[
         "pymongo>=4.9,<5",  # tested 4.9-4.20; newer 4.x with matching internals: a warning
         "greenlet>=3.0",
-        "tornado>=6.0,<7",
+        "tornado>=6.0,<7",  # docs/architecture.md#tornado-stays-a-required-dependency
         "wrapt>=2.5",  # handle-based unwrap_object, used by uninstall()
     ],
     extras_require={
         "uvloop": ["uvloop>=0.19"],
+        "demo": ["nx-27017>=0.8.1"],  # the embedded server ./dev demo starts
         "test": [
             "pytest>=8",
             "mockupdb>=1.8.1",

@@ -343,8 +343,9 @@ def bridge_livelocks() -> bool:
     """True if green calls spin forever once one ends right after spending the slice budget.
 
     Two calls that need ~15 ms: the first ends on a resume that spent the budget while
-    the second waits in ``_wait_for_next_slice``, which armed its budget reset only on
-    entry. Seen on motorpatch 407e19e (fixed in 679cc5e): the 50 clients hung at 100% CPU.
+    the second waits for the next slice. A version that armed its budget reset only on
+    entry to that wait hung the 50 clients at 100% CPU
+    (docs/architecture.md#the-budget-reset-is-re-armed-on-every-pass).
     """
 
     async def probe() -> bool:
@@ -358,24 +359,24 @@ def bridge_livelocks() -> bool:
 
 
 def rearm_slice_reset() -> None:
-    """Replace ``_bridge._wait_for_next_slice`` by a copy that re-arms the reset in its loop."""
-    from motorpatch import _bridge
+    """Make the driving coroutine wait for the next slice with a copy that re-arms the reset."""
+    from motorpatch.bridge import _fairness, _green
 
-    async def _wait_for_next_slice(loop: asyncio.AbstractEventLoop) -> None:
-        state = _bridge._slice
-        while state.spent >= _bridge._SLICE_BUDGET:
+    async def wait_for_next_slice(loop: asyncio.AbstractEventLoop) -> None:
+        state = _fairness.budget
+        while state.spent >= _fairness.SLICE_BUDGET:
             if state.armed is not loop:  # a reset may have run (and been spent) since
                 state.armed = loop
-                loop.call_soon(_bridge._new_iteration)
+                loop.call_soon(_fairness.new_iteration, loop)
             await asyncio.sleep(0)
 
-    _bridge._wait_for_next_slice = _wait_for_next_slice  # type: ignore[assignment]
+    _green.wait_for_next_slice = wait_for_next_slice  # type: ignore[assignment]
 
 
 def bridge_note() -> str:
-    from motorpatch import _bridge
+    from motorpatch.bridge import _green
 
-    if not hasattr(_bridge, "_wait_for_next_slice"):
+    if not hasattr(_green, "wait_for_next_slice"):
         return "- bridge: no per-iteration slice budget in this motorpatch"
     if not bridge_livelocks():
         return "- bridge: slice-budget self-test passed (no livelock); motorpatch used as is"
@@ -384,7 +385,7 @@ def bridge_note() -> str:
         raise SystemExit("the bridge livelocks even with the re-armed slice reset")
     return (
         "- bridge: **slice-budget livelock reproduced** in this motorpatch (two green calls"
-        " spun past a 1 s guard); the bench replaced `_bridge._wait_for_next_slice` with a"
+        " spun past a 1 s guard); the bench replaced the bridge's `wait_for_next_slice` with a"
         " copy that re-arms the budget reset inside its wait loop (same semantics otherwise)"
     )
 

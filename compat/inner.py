@@ -25,11 +25,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from compat.netns import bring_up_loopback, verify_isolated
+from tests.support.servers import NxServer  # run from the repository root, as python -m
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from support.servers import NxServer  # noqa: E402
 
 MAX_RESTARTS = 5
 

@@ -13,7 +13,7 @@ import warnings
 from asyncio import _get_running_loop as _running_loop
 from types import FrameType
 
-from motorpatch._stats import counters
+from motorpatch.bridge import counters
 from motorpatch.errors import BlockingCallWarning, GreenContextError
 
 __all__ = ["MODES", "check_blocking", "set_mode"]

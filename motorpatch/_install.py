@@ -1,26 +1,28 @@
 """``install()``, ``uninstall()`` and ``is_installed()``: applying the patch registry.
 
-Thread-safe and idempotent. ``install()`` checks the shape of every PyMongo
-internal it patches before touching anything, applies every patch or none,
-and then checks that no loaded PyMongo module still holds an unpatched
-original by name.
+The control plane: the one module that imports the patches (on the first
+``install()``, so ``import motorpatch`` stays light) and the one that writes
+the bridge's installed flag. Thread-safe and idempotent. ``install()``
+checks the shape of every PyMongo internal it patches before touching
+anything, applies every patch or none, and then checks that no loaded PyMongo
+module still holds an unpatched original by name. ``uninstall()`` always
+finishes: it removes every patch it can and reports the rest in one
+:class:`RestoreWarning`.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 from typing import Literal
 
-from motorpatch import _detector, _greenlets
-from motorpatch._versions import check_pymongo
-from motorpatch.errors import UnsupportedVersionError
-from motorpatch.patches import REGISTRY
-from motorpatch.patches._registry import apply_all, find_stale_references, remove_all
+from motorpatch import _detector
+from motorpatch.bridge import is_installed, set_installed, unfinished_on_open_loops
+from motorpatch.errors import MotorpatchError, RestoreWarning, UnsupportedVersionError
 
 __all__ = ["install", "is_installed", "uninstall"]
 
 _lock = threading.Lock()
-_installed = False
 
 
 def install(*, blocking: Literal["warn", "raise", "ignore"] = "warn") -> None:
@@ -41,56 +43,74 @@ def install(*, blocking: Literal["warn", "raise", "ignore"] = "warn") -> None:
         A PyMongo outside the tested range whose internals match is patched
         with an :class:`UntestedVersionWarning`.
     """
-    global _installed
     if blocking not in _detector.MODES:
         raise ValueError(
             f"motorpatch.install(blocking={blocking!r}) is not a valid mode; "
             f"use one of {', '.join(repr(m) for m in _detector.MODES)}."
         )
+    # The patches import PyMongo; loaded here, not by ``import motorpatch``
+    # (docs/architecture.md#import-motorpatch-stays-light).
+    from motorpatch._versions import check_pymongo
+    from motorpatch.patches import REGISTRY, apply_all, find_stale_references, remove_all
+
     with _lock:
         _detector.set_mode(blocking)
-        if _installed:
+        if is_installed():
             return
         check_pymongo(REGISTRY)
         apply_all(REGISTRY)
         stale = find_stale_references(REGISTRY)
         if stale:
-            remove_all(REGISTRY)
+            remove_all()
             raise UnsupportedVersionError(
                 "motorpatch found PyMongo modules that hold unpatched blocking functions: "
                 + ", ".join(stale)
                 + ". This PyMongo's internals differ from the versions motorpatch "
                 "supports; install a supported PyMongo."
             )
-        _installed = True
+        set_installed(True)
 
 
 def uninstall() -> None:
     """Restore every patched PyMongo attribute to its original object. Idempotent.
 
     Connections already wrapped in a green socket keep working in plain code;
-    new connections are plain PyMongo sockets again.
+    new connections are plain PyMongo sockets again. Once it has run,
+    :func:`is_installed` is False and motorpatch no longer changes what
+    PyMongo does, even where another library's replacement of a patched
+    attribute keeps one of motorpatch's wrappers reachable.
 
-    :raises RuntimeError: green calls are in flight (running, parked, or
+    :raises MotorpatchError: green calls are in flight (running, parked, or
         queued for their first turn) on a loop that is not closed; nothing is
         changed. Await or cancel them first.
+    :warns RestoreWarning: some attribute could not be put back because
+        another library replaced it after :func:`install`; the warning names
+        each one, what is there now, and why it was left in place. Every
+        other attribute is restored all the same.
     """
-    global _installed
     with _lock:
-        if not _installed:
+        if not is_installed():
             return
-        busy = len(_greenlets.unfinished_on_open_loops())
+        busy = len(unfinished_on_open_loops())
         if busy:
-            raise RuntimeError(
+            raise MotorpatchError(
                 f"motorpatch.uninstall() was called while {busy} green call(s) are in flight. "
                 "Unpatched, their next pool or server-selection wait would block the event "
                 "loop's thread, and could deadlock it. Await or cancel them first (for example, "
                 "uninstall after the loop has finished); nothing was changed."
             )
-        remove_all(REGISTRY)
-        _installed = False
+        from motorpatch.patches import remove_all
 
-
-def is_installed() -> bool:
-    """Return True between :func:`install` and :func:`uninstall`."""
-    return _installed
+        set_installed(False)  # first: a wrapper left reachable now runs the original
+        problems = remove_all()
+    if problems:
+        warnings.warn(
+            RestoreWarning(
+                "motorpatch.uninstall() restored every patched PyMongo attribute but "
+                f"{len(problems)}: " + "; ".join(problems) + ". motorpatch is uninstalled "
+                "(its wrappers still reachable there pass every call to PyMongo's original). "
+                "To get the attribute back exactly, undo the other library's change first, or "
+                "uninstall motorpatch before installing that library."
+            ),
+            stacklevel=2,
+        )

@@ -1,7 +1,7 @@
 """``motorpatch.stats()``: a cheap snapshot of what green code is doing right now.
 
-Totals live per thread (each event loop runs on one thread, so the hot path
-updates them without a lock); ``stats()`` sums every thread's. The gauges
+Totals live per thread in the bridge's state leaf
+(:mod:`motorpatch.bridge._state`); ``stats()`` sums every thread's. The gauges
 (calls in flight, greenlets parked by reason) are read off the live green
 greenlets themselves, counting only those whose loop is still open, so a
 call abandoned on a closed loop does not count as in flight forever.
@@ -9,51 +9,11 @@ call abandoned on a closed loop does not count as in flight forever.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-__all__ = ["REASONS", "stats"]
+from motorpatch.bridge import REASONS, SLICE_BUDGET, all_counters, unfinished_on_open_loops
 
-# Why a greenlet is parked: every value ``stats()["parked"]`` reports.
-REASONS = (
-    "socket read",
-    "socket write",
-    "connect",
-    "tls handshake",
-    "dns",
-    "pool wait",
-    "server selection",
-    "sleep",
-    "thread join",
-    "await_",
-    "yield",
-)
-
-
-class _Counters:
-    __slots__ = ("blocking", "calls", "deferrals", "green_seconds")
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.deferrals = 0
-        self.green_seconds = 0.0
-        self.blocking = 0
-
-
-_all: list[_Counters] = []
-_all_lock = threading.Lock()
-_local = threading.local()
-
-
-def counters() -> _Counters:
-    """This thread's counters (created on first use)."""
-    try:
-        return _local.counters  # type: ignore[no-any-return]
-    except AttributeError:
-        mine = _local.counters = _Counters()
-        with _all_lock:
-            _all.append(mine)
-        return mine
+__all__ = ["stats"]
 
 
 def stats() -> dict[str, Any]:
@@ -82,15 +42,11 @@ def stats() -> dict[str, Any]:
     Costs about a microsecond per green call in flight; safe to call from a
     health endpoint, from any thread.
     """
-    from motorpatch._fairness import _SLICE_BUDGET
-    from motorpatch._greenlets import unfinished_on_open_loops
-
-    with _all_lock:
-        every = list(_all)
+    every = all_counters()
     live = unfinished_on_open_loops()
     parked = dict.fromkeys(REASONS, 0)
-    for task in live:
-        reason = task.motorpatch_parked
+    for gl in live:
+        reason = gl.motorpatch_parked
         if reason is not None:
             parked[reason] += 1
     return {
@@ -99,7 +55,7 @@ def stats() -> dict[str, Any]:
         "green_calls": sum(c.calls for c in every),
         "blocking_calls": sum(c.blocking for c in every),
         "budget": {
-            "slice_ms": _SLICE_BUDGET * 1000,
+            "slice_ms": SLICE_BUDGET * 1000,
             "green_seconds": round(sum(c.green_seconds for c in every), 6),
             "deferrals": sum(c.deferrals for c in every),
         },

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import pymongo
 
 from motorpatch.errors import UnsupportedVersionError, UntestedVersionWarning
-from motorpatch.patches._registry import Patch
+from motorpatch.patches import Patch
 
 __all__ = ["SUPPORTED", "check_pymongo"]
 

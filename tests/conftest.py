@@ -10,9 +10,9 @@ import pymongo
 import pytest
 
 import motorpatch
-from support.loops import LOOP_KINDS
-from support.proxy import FaultProxy
-from support.servers import NxServer
+from tests.support.loops import LOOP_KINDS
+from tests.support.proxy import FaultProxy
+from tests.support.servers import NxServer
 
 
 @pytest.fixture(scope="session")

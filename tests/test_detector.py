@@ -12,7 +12,7 @@ import pytest
 
 import motorpatch
 from motorpatch import BlockingCallWarning, GreenContextError
-from support.loops import run_on
+from tests.support.loops import run_on
 
 
 def _call_on_loop(coll: Any) -> tuple[list[warnings.WarningMessage], int]:

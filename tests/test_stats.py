@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 import motorpatch
-from motorpatch._stats import REASONS
-from support.loops import run_on
+from motorpatch.bridge import REASONS
+from tests.support.loops import run_on
 
 
 def _parked(reason: str) -> int:

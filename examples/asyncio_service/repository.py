@@ -53,7 +53,7 @@ def mark_priced(db: Database[Order], order_id: str, total: float) -> Order | Non
 
 
 def revenue_by_currency(db: Database[Order]) -> dict[str, float]:
-    pipeline = [
+    pipeline: list[dict[str, Any]] = [
         {"$match": {"status": "priced"}},
         {"$group": {"_id": "$currency", "total": {"$sum": "$total"}}},
     ]

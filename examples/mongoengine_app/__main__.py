@@ -66,7 +66,7 @@ async def _self_check(base: str) -> None:
         await call(f"/posts/{post['id']}/like", "POST", {})
         listed = await call("/posts?tag=a")
         tags = await call("/tags")
-        assert [p["likes"] for p in listed["posts"]] == [1], listed  # type: ignore[index]
+        assert [p["likes"] for p in listed["posts"]] == [1], listed  # type: ignore[index,attr-defined]
         assert tags == {"tags": [{"tag": "a", "posts": 1, "likes": 1}]}, tags
     finally:
         http.close()

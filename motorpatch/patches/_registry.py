@@ -1,12 +1,19 @@
-"""The one registry of patches: what is patched, its original, and how it is undone.
+"""The one registry of patches: what is patched (declarations), what is applied (state).
 
-Each entry names a module, a dotted attribute in it, and a wrapt wrapper (a
-function wrapper, or an object-proxy factory). Installing applies every
-entry with wrapt and keeps wrapt's handle; uninstalling removes exactly that
-wrapper with ``wrapt.unwrap_object`` (a wrapper another library put on top
-stays in place) and checks that the attribute is the identical original.
-Entries are declared next to the code they patch, one module per PyMongo
-area, and collected in :mod:`motorpatch.patches`.
+A :class:`Patch` is a frozen declaration: a module, a dotted attribute in
+it, and a wrapt wrapper (a function wrapper, or an object-proxy factory),
+declared next to the code it patches and collected in
+:mod:`motorpatch.patches`. What applying one produced (the original, wrapt's
+handle) lives apart, in one dict of applied patches, so the declarations can
+be read, checked and listed without touching state.
+
+Installing applies every entry with wrapt and keeps wrapt's handle, all or
+nothing. Removing never stops half-way: each wrapper is taken out by its
+handle with ``wrapt.unwrap_object`` (a wrapt wrapper another library put on
+top stays in place, ours is spliced out below it), the result is judged with
+``wrapt.is_wrapped_by`` and ``wrapt.unwrapped``, and every attribute that
+could not be restored is returned as one sentence naming it, what is there
+now and why (docs/architecture.md#uninstall-always-finishes).
 """
 
 from __future__ import annotations
@@ -14,38 +21,39 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import CodeType
 from typing import Any
 
 import pymongo
 import wrapt
 
-__all__ = ["Patch", "apply_all", "find_stale_references", "remove_all"]
-
-# The PyMongo releases each patched internal was read and tested against.
-CHECKED_ON = "PyMongo 4.9-4.20"
+__all__ = ["Patch", "applied", "apply_all", "find_stale_references", "remove_all"]
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Patch:
-    """One patched attribute: ``module.attr`` wrapped by ``wrapper`` or ``proxy``."""
+    """One patched attribute: ``module.attr`` wrapped by ``wrapper`` or ``proxy``.
+
+    The PyMongo releases a patch is for are ``since``..``until`` (inclusive,
+    ``None`` for open-ended) within the tested range, ``motorpatch._versions.SUPPORTED``.
+    """
 
     module: str
     attr: str
     why: str
     wrapper: Callable[..., Any] | None = None  # wrapt function wrapper
     proxy: Callable[[Any], Any] | None = None  # wrapt object-proxy factory
-    checked_on: str = CHECKED_ON
     since: tuple[int, int] | None = None  # first PyMongo (major, minor) that has the target
     until: tuple[int, int] | None = None  # last PyMongo (major, minor) that has the target
-    undo: Callable[[], None] | None = None  # extra clean-up after removal (objects changed)
+    # Clean-up after removal, for objects the patch changed on its own (run once per
+    # removal however many entries of a group name it).
+    undo: Callable[[], None] | None = None
     # Shape checked before patching: the parameters a replaced function may have (its
     # own must be a prefix of these), and attributes a proxied object must have.
     accepts: tuple[str, ...] | None = None
     requires: tuple[str, ...] = ()
-    original: Any = field(default=None, repr=False)
-    handle: Any = field(default=None, repr=False)
 
     @property
     def target(self) -> str:
@@ -84,76 +92,128 @@ class Patch:
             return f"{self.target} has no {', '.join(missing)}"
         return None
 
-    def apply(self) -> None:
-        module = importlib.import_module(self.module)
-        self.original = self.resolve()
-        if self.wrapper is not None:
-            self.handle = wrapt.wrap_function_wrapper(module, self.attr, self.wrapper)
-        else:
-            assert self.proxy is not None
-            self.handle = wrapt.wrap_object(module, self.attr, self.proxy)  # type: ignore[arg-type]
 
-    def remove(self) -> None:
-        module = importlib.import_module(self.module)
-        wrapt.unwrap_object(module, self.attr, self.handle)
-        # Alone, the attribute is the identical original again. Under another
-        # library's wrapper, ours is spliced out and theirs wraps the original.
-        current = self.resolve()
-        chain = list(wrapt.wrapper_chain(current))
-        innermost = list(wrapt.wrapper_chain(self.original))[-1]
-        if any(link is self.handle for link in chain) or chain[-1] is not innermost:
-            raise RuntimeError(f"motorpatch could not restore {self.target} to its original")
-        self.handle = None
-        self.original = None
-        if self.undo is not None:
-            self.undo()
+@dataclass(frozen=True)
+class _Applied:
+    original: Any  # the attribute before install()
+    handle: Any  # what wrapt installed: the only key that removes exactly our wrapper
 
 
-def apply_all(patches: list[Patch]) -> None:
-    """Apply every patch, or none: a failure part-way undoes what was applied."""
-    applied: list[Patch] = []
+# Every applied patch, in order of application (dicts keep insertion order).
+_applied: dict[Patch, _Applied] = {}
+
+
+def applied() -> list[Patch]:
+    """The patches applied now, in the order they were applied."""
+    return list(_applied)
+
+
+def _apply(patch: Patch) -> None:
+    module = importlib.import_module(patch.module)
+    original = patch.resolve()
+    if patch.wrapper is not None:
+        handle = wrapt.wrap_function_wrapper(module, patch.attr, patch.wrapper)
+    else:
+        assert patch.proxy is not None
+        handle = wrapt.wrap_object(module, patch.attr, patch.proxy)  # type: ignore[arg-type]
+    _applied[patch] = _Applied(original, handle)
+
+
+def apply_all(patches: Iterable[Patch]) -> None:
+    """Apply every patch that applies to this PyMongo, or none: a failure undoes the rest."""
     try:
         for patch in patches:
-            if not patch.applies():
-                continue
-            patch.apply()
-            applied.append(patch)
+            if patch.applies() and patch not in _applied:
+                _apply(patch)
     except BaseException:
-        remove_all(applied)
+        remove_all()
         raise
 
 
-def remove_all(patches: list[Patch]) -> None:
-    """Remove patches in reverse order of application; one that fails does not stop the rest."""
-    failed: list[RuntimeError] = []
-    for patch in reversed(patches):
-        if patch.handle is not None:
-            try:
-                patch.remove()
-            except RuntimeError as exc:
-                failed.append(exc)
-    if failed:
-        raise failed[0]
+def _describe(value: Any) -> str:
+    """What replaced an attribute, by where it was defined (``functools.wraps`` copies names)."""
+    code = getattr(value, "__code__", None)
+    if isinstance(code, CodeType):
+        return f"{code.co_qualname} ({code.co_filename}:{code.co_firstlineno})"
+    return f"a {type(value).__name__} object"
 
 
-def find_stale_references(patches: list[Patch]) -> list[str]:
+def _remove(patch: Patch, state: _Applied) -> str | None:
+    """Take out our wrapper; None if the attribute is the original again, else why not."""
+    module = importlib.import_module(patch.module)
+    try:
+        holds = _describe(patch.resolve())
+    except Exception as exc:
+        holds = f"something that cannot be read ({type(exc).__name__}: {exc})"
+    kept = "motorpatch left that value in place"
+    try:
+        removed = wrapt.unwrap_object(module, patch.attr, state.handle, missing_ok=True)
+        if removed is None:  # ours is nowhere in what the attribute holds now
+            return (
+                f"{patch.target} was replaced after install() by {holds}, which is not a "
+                f"wrapt wrapper around motorpatch's; {kept}"
+            )
+        current = patch.resolve()
+        if wrapt.is_wrapped_by(current, state.handle) or wrapt.unwrapped(
+            current
+        ) is not wrapt.unwrapped(state.original):
+            return f"{patch.target} holds {_describe(current)}, not PyMongo's original; {kept}"
+    except wrapt.WrapperNotOutermostError:
+        return (
+            f"{patch.target} holds {holds}, which calls motorpatch's wrapper but is not a wrapt "
+            f"wrapper, so motorpatch's cannot be taken out from under it; {kept}"
+        )
+    except Exception as exc:  # a replacement that raises when wrapt follows its chain
+        return f"{patch.target} holds {holds}; removing motorpatch's wrapper raised " + (
+            f"{type(exc).__name__}: {exc}; {kept}"
+        )
+    return None
+
+
+def remove_all() -> list[str]:
+    """Remove every applied patch, last applied first; return what could not be restored.
+
+    Never stops half-way: every patch is forgotten and every ``undo`` runs,
+    whatever one of them raises; the problems come back as sentences.
+    """
+    problems: list[str] = []
+    undos: list[Callable[[], None]] = []
+    for patch, state in reversed(list(_applied.items())):
+        del _applied[patch]
+        problem = _remove(patch, state)
+        if problem is not None:
+            problems.append(problem)
+        if patch.undo is not None and patch.undo not in undos:
+            undos.append(patch.undo)
+    for undo in undos:
+        try:
+            undo()
+        except Exception as exc:
+            name = getattr(undo, "__qualname__", repr(undo))
+            problems.append(f"the clean-up {name} failed ({type(exc).__name__}: {exc})")
+    return problems
+
+
+def find_stale_references(patches: Iterable[Patch]) -> list[str]:
     """Names in loaded ``pymongo`` modules still bound to an original we patched elsewhere.
 
     PyMongo imports some functions by name into the modules that use them; a
     module we did not patch would keep calling the blocking original.
     """
-    originals = {
-        id(p.original): p for p in patches if p.wrapper is not None and callable(p.original)
-    }
+    originals: dict[int, tuple[Patch, Any]] = {}
+    for p in patches:
+        state = _applied.get(p)
+        if state is not None and p.wrapper is not None and callable(state.original):
+            originals[id(state.original)] = (p, state.original)
     stale = []
     for name, module in list(sys.modules.items()):
         if not name.startswith("pymongo") or "asynchronous" in name or module is None:
             continue
         for attr, value in list(vars(module).items()):
-            patch = originals.get(id(value))
-            if patch is None or value is not patch.original:
+            found = originals.get(id(value))
+            if found is None or value is not found[1]:
                 continue
             if name == getattr(value, "__module__", None):
                 continue  # the defining module itself
-            stale.append(f"{name}.{attr} (patched at {patch.target})")
+            stale.append(f"{name}.{attr} (patched at {found[0].target})")
     return stale

@@ -11,8 +11,8 @@ from 4.12.
 
 from __future__ import annotations
 
+from motorpatch.patches._gates import in_thread_pool
 from motorpatch.patches._registry import Patch
-from motorpatch.patches.executor import in_thread_pool
 
 __all__ = ["PATCHES"]
 

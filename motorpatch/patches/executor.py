@@ -10,32 +10,12 @@ elsewhere the original joins as before.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any
-
-from motorpatch._greenlets import _green_loop
-from motorpatch._parking import _park
+from motorpatch.patches._gates import in_thread_pool
 from motorpatch.patches._registry import Patch
 
-__all__ = ["PATCHES", "in_thread_pool"]
+__all__ = ["PATCHES"]
 
-
-def in_thread_pool(reason: str) -> Callable[..., Any]:
-    """A wrapper that, in green code, runs the blocking call in the loop's default thread
-    pool and parks (``reason`` for ``stats()``); elsewhere the call runs as it is."""
-
-    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        loop = _green_loop()
-        if loop is None:
-            return wrapped(*args, **kwargs)
-        call = functools.partial(wrapped, *args, **kwargs)
-        return _park(loop.run_in_executor(None, call), reason)
-
-    return wrapper
-
-
-_join = in_thread_pool("thread join")
+_join = in_thread_pool("thread join", method=True)
 
 
 PATCHES = [

@@ -12,22 +12,28 @@ parks on, so nothing is patched there.
 from __future__ import annotations
 
 import time
+from asyncio import AbstractEventLoop
+from collections.abc import Callable
 from typing import Any
 
 from pymongo.errors import _OperationCancelled
 
-from motorpatch._greenlets import _green_loop
+from motorpatch.patches._gates import green_only
 from motorpatch.patches._registry import Patch
-from motorpatch.socket_shim._wait import wait_fd
+from motorpatch.socket_shim import wait_fd
 
 __all__ = ["PATCHES"]
 
 _POLL_TIMEOUT = 0.5  # PyMongo's slice between cancel-context checks
 
 
-def _wait_for_read(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if _green_loop() is None:
-        return wrapped(*args, **kwargs)
+def _wait_for_read(
+    loop: AbstractEventLoop,
+    wrapped: Callable[..., Any],
+    instance: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
     conn, deadline = args
     sock = conn.conn
     if sock.fileno() == -1:  # closed by hand: let the read report it, as PyMongo does
@@ -55,7 +61,7 @@ PATCHES = [
     Patch(
         "pymongo.synchronous.network",
         "wait_for_read",
-        wrapper=_wait_for_read,
+        wrapper=green_only(_wait_for_read),
         why="the wait before each read parks instead of polling on the loop's thread",
         until=(4, 10),
         accepts=("conn", "deadline"),

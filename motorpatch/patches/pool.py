@@ -33,31 +33,34 @@ from typing import Any
 from pymongo import _csot
 from pymongo.synchronous.pool import PoolState  # type: ignore[attr-defined]  # 4.9-4.20 have it
 
-from motorpatch._condition import green_cond_wait, hold, pending_handoffs, unhold
-from motorpatch._detector import check_blocking
-from motorpatch._greenlets import _green_loop
+from motorpatch.bridge import green_cond_wait, hold, pending_handoffs, unhold
+from motorpatch.patches._gates import cond_wait_wrapper, green_only
 from motorpatch.patches._registry import Patch
 from motorpatch.socket_shim import (
+    HAS_NETWORKING_INTERFACE,
     GreenSocket,
     green_configured_socket,
     green_configured_socket_interface,
 )
-from motorpatch.socket_shim._pymongo import HAS_NETWORKING_INTERFACE
 
-__all__ = ["PATCHES", "cond_wait_wrapper"]
+__all__ = ["PATCHES"]
+
+# Each wrapper below is a gate's green branch: (loop, wrapped, instance, args, kwargs).
+_Args = tuple[Any, ...]
+_Kw = dict[str, Any]
 
 _MODULE = "pymongo.synchronous.pool"
 
 
-def _configured_socket_interface(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if _green_loop() is None:
-        return wrapped(*args, **kwargs)
+def _configured_socket_interface(
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
+) -> Any:
     return green_configured_socket_interface(*args, **kwargs)
 
 
-def _configured_socket(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    if _green_loop() is None:
-        return wrapped(*args, **kwargs)
+def _configured_socket(
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
+) -> Any:
     return green_configured_socket(*args, **kwargs)
 
 
@@ -66,11 +69,9 @@ def _configured_socket(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> A
 _checkout_deadline: ContextVar[float | None] = ContextVar("motorpatch_checkout_deadline")
 
 
-def _get_conn(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    loop = _green_loop()
-    if loop is None:
-        check_blocking()
-        return wrapped(*args, **kwargs)
+def _get_conn(
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
+) -> Any:
     token = None
     if _no_free_slot(instance) or _no_free_connection(instance):
         token = _checkout_deadline.set(_queue_for_checkout(loop, instance))
@@ -111,7 +112,8 @@ def _queue_for_checkout(loop: AbstractEventLoop, pool: Any) -> float | None:
     this greenlet, for an idle connection or a connection-set-up slot
     (maxConnecting): each a single park on the pool's own condition, woken
     by the ``notify()`` of a checkin or of a finished connection, in FIFO
-    order with every other waiter. No polling: while nothing is free, nothing runs.
+    order with every other waiter. No polling: while nothing is free, nothing
+    runs (docs/architecture.md#a-checkout-waiting-for-maxconnecting-parks-once-instead-of-polling).
 
     Returns the deadline waited with, PyMongo's own (CSOT's, else
     waitQueueTimeoutMS from now, else None; the same in 4.9-4.20). On timeout it
@@ -139,7 +141,7 @@ def _queue_for_checkout(loop: AbstractEventLoop, pool: Any) -> float | None:
             held = hold(size_cond, loop)  # newcomers queue behind it meanwhile
         with conn_cond:
             while pool.state == PoolState.READY and _no_free_connection(pool):
-                if not green_cond_wait(loop, conn_cond, _left(deadline), "pool wait"):
+                if not green_cond_wait(loop, conn_cond, _left(deadline)):
                     break
         finished = True
     finally:
@@ -151,10 +153,6 @@ def _queue_for_checkout(loop: AbstractEventLoop, pool: Any) -> float | None:
     return deadline
 
 
-def _condition_timeout(condition: Any, timeout: float | None) -> tuple[Any, float | None]:
-    return condition, timeout
-
-
 def _held_to_checkout_deadline(timeout: float | None) -> float | None:
     deadline = _checkout_deadline.get(None)
     if deadline is None:
@@ -163,33 +161,10 @@ def _held_to_checkout_deadline(timeout: float | None) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
-def cond_wait_wrapper(
-    reason: str, adjust: Callable[[float | None], float | None] | None = None
+def _cond_wait_deadline(
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
 ) -> Any:
-    """Wrapper for ``_cond_wait(condition, timeout)``, shared with the topology patch.
-
-    ``adjust``, if given, maps PyMongo's timeout to the one waited with.
-    """
-
-    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        loop = _green_loop()
-        if loop is None:
-            check_blocking()
-            return wrapped(*args, **kwargs)
-        condition, timeout = _condition_timeout(*args, **kwargs)
-        if adjust is not None:
-            timeout = adjust(timeout)
-        return green_cond_wait(loop, condition, timeout, reason)
-
-    return wrapper
-
-
-def _cond_wait_deadline(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """Wrapper for PyMongo 4.9-4.10's ``pool._cond_wait(condition, deadline)``."""
-    loop = _green_loop()
-    if loop is None:
-        check_blocking()
-        return wrapped(*args, **kwargs)
+    """Green branch for PyMongo 4.9-4.10's ``pool._cond_wait(condition, deadline)``."""
     condition, deadline = args
     timeout = deadline - time.monotonic() if deadline else None
     return green_cond_wait(loop, condition, _held_to_checkout_deadline(timeout))
@@ -199,7 +174,7 @@ PATCHES = [
     Patch(
         _MODULE,
         "_configured_socket_interface",
-        wrapper=_configured_socket_interface,
+        wrapper=green_only(_configured_socket_interface),
         why="green DNS, connect and TLS handshake for new connections",
         since=(4, 12),
         accepts=("address", "options", "ssl_session_cache"),
@@ -207,7 +182,7 @@ PATCHES = [
     Patch(
         _MODULE,
         "_configured_socket",
-        wrapper=_configured_socket,
+        wrapper=green_only(_configured_socket),
         why="green DNS, connect and TLS handshake for new connections",
         until=(4, 11),
         accepts=("address", "options"),
@@ -215,7 +190,7 @@ PATCHES = [
     Patch(
         _MODULE,
         "Pool._get_conn",
-        wrapper=_get_conn,
+        wrapper=green_only(_get_conn, detect_blocking=True, method=True),
         why="wrap plain sockets before green use; detect blocking calls on the loop",
     ),
     Patch(
@@ -229,7 +204,7 @@ PATCHES = [
     Patch(
         _MODULE,
         "_cond_wait",
-        wrapper=_cond_wait_deadline,
+        wrapper=green_only(_cond_wait_deadline, detect_blocking=True),
         why="maxPoolSize and maxConnecting waits park instead of blocking",
         until=(4, 10),
         accepts=("condition", "deadline"),

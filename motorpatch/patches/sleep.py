@@ -11,7 +11,8 @@ never touched, so threads and user code are unaffected.
 
 Deliberately not patched: ``auth_oidc`` sleeps while holding a
 ``threading.Lock``; parking there would let another greenlet on the same
-thread block on that lock and freeze the loop (see docs/architecture.md).
+thread block on that lock and freeze the loop
+(docs/architecture.md#the-auth_oidc-sleep-is-not-patched).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any
 
 import wrapt
 
-from motorpatch._greenlets import _green_loop
-from motorpatch._parking import _sleep, _yield_now
+from motorpatch.bridge import green_loop, sleep, yield_now
+from motorpatch.patches._gates import gate_loop
 from motorpatch.patches._registry import Patch
 
 __all__ = ["PATCHES", "green_sleep"]
@@ -29,19 +30,19 @@ __all__ = ["PATCHES", "green_sleep"]
 
 def green_sleep(seconds: float) -> None:
     """Park the current greenlet for ``seconds`` (green code only)."""
-    loop = _green_loop()
+    loop = green_loop()
     assert loop is not None
     if seconds <= 0:
-        _yield_now(loop)
+        yield_now(loop)
     else:
-        _sleep(loop, seconds, "sleep")
+        sleep(loop, seconds, "sleep")
 
 
 class _GreenTime(wrapt.BaseObjectProxy):  # type: ignore[misc,type-arg]
     """The ``time`` module, but ``sleep`` parks in green code."""
 
     def sleep(self, seconds: float) -> None:
-        if _green_loop() is None:
+        if gate_loop() is None:  # the gate's rule, for a proxy's method
             self.__wrapped__.sleep(seconds)
         else:
             green_sleep(seconds)

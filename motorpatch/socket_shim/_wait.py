@@ -18,8 +18,9 @@ import select
 import time
 from asyncio import AbstractEventLoop
 
-from motorpatch._greenlets import _green_loop
-from motorpatch._parking import _park_direct, _waker
+from motorpatch.bridge import green_loop, new_waker, park_direct
+
+__all__ = ["wait_fd"]
 
 _POLLIN = select.POLLIN | select.POLLPRI
 _POLLOUT = select.POLLOUT
@@ -29,7 +30,7 @@ def _wait_green(
     loop: AbstractEventLoop, fd: int, write: bool, timeout: float | None, reason: str | None
 ) -> bool:
     # The loop's callback resumes the greenlet itself (no future, no task step).
-    waker = _waker(fd, write)
+    waker = new_waker(fd, write)
     if write:
         loop.add_writer(fd, waker, True)
     else:
@@ -37,7 +38,7 @@ def _wait_green(
     try:
         if reason is None:
             reason = "socket write" if write else "socket read"
-        return bool(_park_direct(waker, reason, timeout, loop))
+        return bool(park_direct(waker, reason, timeout))
     finally:
         waker.unregister()  # unless the waker did already (a deferred wake-up)
 
@@ -62,7 +63,7 @@ def wait_fd(fd: int, *, write: bool, timeout: float | None, reason: str | None =
     socket call reports them as the stdlib would. ``reason`` is what
     ``motorpatch.stats()`` reports while parked (default: socket read/write).
     """
-    loop = _green_loop()
+    loop = green_loop()
     if loop is not None:
         return _wait_green(loop, fd, write, timeout, reason)
     return _wait_blocking(fd, write, timeout)

@@ -29,8 +29,7 @@ from typing import Any
 
 from pymongo import _csot
 
-from motorpatch._greenlets import _green_loop
-from motorpatch._parking import _park, _sleep
+from motorpatch.bridge import green_loop, park, sleep
 from motorpatch.socket_shim._pymongo import (
     HAS_NETWORKING_INTERFACE,
     SSLErrors,
@@ -59,20 +58,20 @@ def _resolve(host: str, port: int, family: int) -> list[Any]:
         return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
     except socket.gaierror:
         pass
-    loop = _green_loop()
+    loop = green_loop()
     if loop is None:  # not green after all (e.g. a forked child): resolve as PyMongo does
         return socket.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
     resolving = loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
-    return list(_park(resolving, "dns"))
+    return list(park(resolving, "dns"))
 
 
 def _pause(seconds: float) -> None:
     """Sleep ``seconds``: parked in green code, ``time.sleep`` elsewhere."""
-    loop = _green_loop()
+    loop = green_loop()
     if loop is None:
         time.sleep(seconds)
     else:
-        _sleep(loop, seconds, "connect")
+        sleep(loop, seconds, "connect")
 
 
 def _connect(sock: socket.socket, address: Any, timeout: float | None) -> None:

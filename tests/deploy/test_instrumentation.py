@@ -31,7 +31,7 @@ import wrapt
 from pymongo import monitoring
 
 import motorpatch
-from support.loops import run_on
+from tests.support.loops import run_on
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 

@@ -20,7 +20,7 @@ import pytest
 from pymongo.errors import PyMongoError
 
 import motorpatch
-from support.loops import LagTicker, run_on
+from tests.support.loops import LagTicker, run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 

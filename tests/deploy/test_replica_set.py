@@ -25,8 +25,8 @@ from pymongo.read_preferences import Nearest, ReadPreference, Secondary
 
 import motorpatch
 from motorpatch.socket_shim.green_socket import GreenSocket
-from support.loops import LagTicker, run_on
-from support.pymongo_compat import pooled_socket
+from tests.support.loops import LagTicker, run_on
+from tests.support.pymongo_compat import pooled_socket
 
 pytestmark = pytest.mark.usefixtures("installed")
 

@@ -35,7 +35,7 @@ import pymongo.common
 import pytest
 
 import motorpatch
-from support.loops import LagTicker, run_on
+from tests.support.loops import LagTicker, run_on
 
 pytestmark = [
     pytest.mark.usefixtures("installed"),

@@ -85,13 +85,14 @@ def browser(tmp_path: Path) -> Iterator[object]:
     """Headless Chromium via chromedriver, with a fresh profile; quit after."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
     if missing:
-        pytest.fail(f"{' and '.join(missing)} not found: install them with "
-                    "`apt-get install -y chromium chromium-driver`")
+        pytest.fail(f"{' and '.join(missing)} not found. ./dev test installs them where it can "
+                    "(root or password-less sudo, with apt-get); here it could not. Install them "
+                    "with `sudo apt-get install -y chromium chromium-driver`, then re-run ./dev test")
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        pytest.fail("selenium is not installed: run `pip install -e .[test]`")
+        pytest.fail("selenium is not installed: run ./dev test, or pip install -e '.[test]'")
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM

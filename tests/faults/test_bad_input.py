@@ -1,8 +1,8 @@
 """Misuse gets an error that names the mistake and the fix.
 
 Already covered elsewhere (not repeated here): ``@green`` on an ``async def``
-or a non-callable (tests/test_bridge.py::test_green_rejects_coroutine_functions),
-``await_`` outside green code (test_bridge.py::
+or a non-callable (tests/bridge/test_green.py::test_green_rejects_coroutine_functions),
+``await_`` outside green code (tests/bridge/test_green.py::
 test_await_outside_green_raises_a_teaching_error), ``install()`` on an
 unsupported PyMongo (tests/test_install.py::test_install_refuses_before_patching_anything
 and ::test_unsupported_pymongo_versions_are_refused_by_name). Here: ``@green``
@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 import motorpatch
-from motorpatch._greenlets import _green_loop
-from support.loops import run_on
+from motorpatch.bridge import green_loop
+from tests.support.loops import run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 
@@ -56,7 +56,7 @@ def test_a_green_function_keeps_working_after_its_loop_closed(coll: Any) -> None
 
     @motorpatch.green
     def get() -> tuple[Any, bool]:
-        return coll.find_one({"_id": 1}), _green_loop() is not None
+        return coll.find_one({"_id": 1}), green_loop() is not None
 
     made_on_first_loop: list[Any] = []
 

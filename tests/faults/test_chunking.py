@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 import motorpatch
 from motorpatch.socket_shim import GreenSocket
-from support.loops import run_on
+from tests.support.loops import run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 

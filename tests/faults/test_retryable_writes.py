@@ -22,8 +22,8 @@ import pytest
 from mockupdb import MockupDB
 
 import motorpatch
-from support.loops import LagTicker, run_on
-from support.proxy import FaultProxy
+from tests.support.loops import LagTicker, run_on
+from tests.support.proxy import FaultProxy
 
 pytestmark = pytest.mark.usefixtures("installed")
 

@@ -25,8 +25,8 @@ import pytest
 from mockupdb import MockupDB
 
 import motorpatch
-from support.loops import run_on
-from support.servers import free_port
+from tests.support.loops import run_on
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.usefixtures("installed")
 

@@ -28,8 +28,8 @@ import pytest
 from pymongo.errors import ConnectionFailure
 
 import motorpatch
-from support.loops import LagTicker, run_on
-from support.servers import NxServer
+from tests.support.loops import LagTicker, run_on
+from tests.support.servers import NxServer
 
 pytestmark = pytest.mark.usefixtures("installed")
 

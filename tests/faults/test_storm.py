@@ -24,8 +24,8 @@ import pytest
 from pymongo.errors import WaitQueueTimeoutError
 
 import motorpatch
-from support.greenlets import live_greenlets
-from support.loops import LagTicker, run_on
+from tests.support.greenlets import live_greenlets
+from tests.support.loops import LagTicker, run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 

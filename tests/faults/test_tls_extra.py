@@ -26,7 +26,7 @@ from pymongo.errors import ServerSelectionTimeoutError
 
 import motorpatch
 from motorpatch.socket_shim import GreenSocket
-from support.loops import run_on
+from tests.support.loops import run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 

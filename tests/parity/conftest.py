@@ -15,7 +15,7 @@ are generated per run.
 
 The harness also proves each mode really ran as claimed, so a parity test can
 fail when green code silently falls back to blocking PyMongo: in the green run
-``_green_loop()`` is the running loop during the scenario, the loop iterated
+``green_loop()`` is the running loop during the scenario, the loop iterated
 while the scenario waited, and every pooled connection of the green client is
 a ``GreenSocket``; in the plain run none of that is true.
 """
@@ -37,10 +37,10 @@ import pytest
 from bson import ObjectId
 
 import motorpatch
-from motorpatch._greenlets import _green_loop
+from motorpatch.bridge import green_loop
 from motorpatch.socket_shim.green_socket import GreenSocket
-from support.loops import run_on
-from support.pymongo_compat import pooled_socket
+from tests.support.loops import run_on
+from tests.support.pymongo_compat import pooled_socket
 
 PARITY_DB = "motorpatch_parity"
 MODES = ("plain", "green")
@@ -166,11 +166,11 @@ class Parity:
     # -- internals ----------------------------------------------------------------------
     @staticmethod
     def _traced(scenario: Callable[[Any], Any], arg: Any, evidence: _Evidence) -> Any:
-        evidence.green_loops.append(_green_loop())
+        evidence.green_loops.append(green_loop())
         try:
             return scenario(arg)
         finally:
-            evidence.green_loops.append(_green_loop())
+            evidence.green_loops.append(green_loop())
 
     @staticmethod
     def _capture(call: Callable[[], Any], e: Env, ids: bool) -> Outcome:
@@ -223,7 +223,7 @@ class Parity:
             return
         assert len(evidence.green_loops) == 2, evidence.green_loops
         assert all(loop is not None for loop in evidence.green_loops), (
-            f"the scenario did not run as green code: _green_loop() was {evidence.green_loops}"
+            f"the scenario did not run as green code: green_loop() was {evidence.green_loops}"
         )
         assert evidence.ticks > 0, "the loop never ran while the green scenario waited"
         # A failed operation may discard its connection; a successful run leaves one.

@@ -23,8 +23,8 @@ import pytest
 from gridfs.errors import NoFile
 
 import motorpatch
-from support.loops import LagTicker, run_on
-from support.servers import NxServer
+from tests.support.loops import LagTicker, run_on
+from tests.support.servers import NxServer
 
 SIZE = 32 << 20
 PIECE = 1 << 20

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import motorpatch
-from motorpatch._greenlets import _green_loop
-from support.loops import run_on
+from motorpatch.bridge import green_loop
+from tests.support.loops import run_on
 
 
 def _scenario(coll: Any) -> Any:
@@ -21,7 +21,7 @@ def _scenario(coll: Any) -> Any:
 
 def test_a_result_that_depends_on_the_mode_fails_the_check(parity):
     def scenario(coll: Any) -> Any:
-        return {"doc": _scenario(coll), "green": _green_loop() is not None}
+        return {"doc": _scenario(coll), "green": green_loop() is not None}
 
     with pytest.raises(AssertionError, match="green code differs"):
         parity.check(scenario)

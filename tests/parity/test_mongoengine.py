@@ -27,7 +27,7 @@ from mongoengine import (
 )
 
 import motorpatch
-from support.loops import LagTicker, run_on
+from tests.support.loops import LagTicker, run_on
 
 ALIAS = "motorpatch_parity_me"
 

@@ -20,7 +20,7 @@ from bson import Timestamp
 from pymongo.errors import InvalidOperation, OperationFailure
 
 import motorpatch
-from support.loops import LagTicker, run_on
+from tests.support.loops import LagTicker, run_on
 
 TRANSIENT = {
     "ok": 0,

@@ -9,7 +9,7 @@ import pytest
 from pymongo import monitoring
 
 import motorpatch
-from support.loops import LagTicker, run_on
+from tests.support.loops import LagTicker, run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 

@@ -27,8 +27,8 @@ from pymongo.synchronous.pool import Pool
 
 import motorpatch
 from motorpatch.socket_shim import GreenSocket
-from support.loops import LagTicker, run_on
-from support.pymongo_compat import VERSION, pooled_socket
+from tests.support.loops import LagTicker, run_on
+from tests.support.pymongo_compat import VERSION, pooled_socket
 
 pytestmark = pytest.mark.usefixtures("installed")
 

@@ -22,7 +22,7 @@ from mockupdb import MockupDB
 from pymongo.synchronous import client_session, mongo_client
 
 import motorpatch
-from support.loops import LagTicker, run_on
+from tests.support.loops import LagTicker, run_on
 
 pytestmark = pytest.mark.skipif(
     pymongo.version_tuple[:2] < (4, 17), reason="PyMongo has no back-off sleeps before 4.17"

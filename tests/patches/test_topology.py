@@ -17,8 +17,8 @@ from pymongo import monitoring
 from pymongo.errors import ServerSelectionTimeoutError
 
 import motorpatch
-from support.loops import LagTicker, run_on
-from support.servers import NxServer, free_port
+from tests.support.loops import LagTicker, run_on
+from tests.support.servers import NxServer, free_port
 
 pytestmark = pytest.mark.usefixtures("installed")
 

@@ -36,9 +36,9 @@ from pymongo.pool_options import PoolOptions
 import motorpatch
 from motorpatch.socket_shim import GreenSocket, green_configured_socket
 from motorpatch.socket_shim import green_create_connection as green_connect
-from support.loops import LagTicker, run_on
-from support.pymongo_compat import create_connection, plain_configured_socket, pooled_socket
-from support.servers import free_port
+from tests.support.loops import LagTicker, run_on
+from tests.support.pymongo_compat import create_connection, plain_configured_socket, pooled_socket
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.usefixtures("installed")
 plain_tls, green_tls = plain_configured_socket, green_configured_socket

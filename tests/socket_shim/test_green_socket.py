@@ -29,8 +29,8 @@ from pymongo.socket_checker import SocketChecker
 
 import motorpatch
 from motorpatch.socket_shim import GreenSocket
-from support.loops import LOOP_KINDS, LagTicker, run_on
-from support.pymongo_compat import CancellationContext, connection_holder, receive_data
+from tests.support.loops import LOOP_KINDS, LagTicker, run_on
+from tests.support.pymongo_compat import CancellationContext, connection_holder, receive_data
 
 CHUNKS = [os.urandom(1 + (i * 37) % 97) for i in range(60)]
 PAYLOAD = b"".join(CHUNKS)

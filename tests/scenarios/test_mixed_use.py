@@ -25,8 +25,8 @@ from pymongo.read_preferences import ReadPreference
 
 import motorpatch
 from motorpatch.socket_shim import GreenSocket
-from support.loops import TEST_TIMEOUT, LagTicker, run_on
-from support.pymongo_compat import pooled_socket
+from tests.support.loops import TEST_TIMEOUT, LagTicker, run_on
+from tests.support.pymongo_compat import pooled_socket
 
 pytestmark = pytest.mark.filterwarnings("error::motorpatch.BlockingCallWarning")
 

@@ -1,4 +1,4 @@
-"""The greenlet <-> event loop bridge: ``green``, ``await_`` and the driving coroutine.
+"""``green``, ``await_`` and the driving coroutine: the bridge's public entry points.
 
 A green call is a coroutine (``_drive``) that owns one greenlet (taken from
 a per-thread pool) for the call. The greenlet runs the user's synchronous
@@ -9,11 +9,12 @@ SQLAlchemy's ``greenlet_spawn``/``await_only``: because a real coroutine does
 the awaiting, asyncio cancellation, ``asyncio.wait_for``, Tornado and
 contextvars all behave as they do for ordinary coroutines. The hot waits
 (socket readiness, timers, condition wake-ups) skip the future: the loop's
-callback switches straight into the greenlet (``_park_direct``), and the
+callback switches straight into the greenlet (``park_direct``), and the
 coroutine hears only of the call's end, or of an awaitable to await.
 
-The greenlets themselves (tagging, the pool) are ``_greenlets``'s; the two
-ways of waiting are ``_parking``'s; the fairness budget is ``_fairness``'s.
+The greenlets themselves (tagging, the pool) and the messages the driver and
+a greenlet exchange (a table) are ``_greenlets``'s; the two ways of waiting
+are ``_parking``'s; the fairness budget is ``_fairness``'s.
 """
 
 from __future__ import annotations
@@ -29,18 +30,19 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from greenlet import getcurrent
 
-from motorpatch._fairness import _SLICE_BUDGET, _run_slice, _slice, _wait_for_next_slice
-from motorpatch._greenlets import (
-    _LOOP_ATTR,
-    _Done,
-    _finish,
-    _green_loop,
-    _recycle,
-    _take_task,
+from motorpatch.bridge._fairness import SLICE_BUDGET, budget, run_slice, wait_for_next_slice
+from motorpatch.bridge._greenlets import (
+    LOOP_ATTR,
+    PARKED,
+    Deferred,
+    Outcome,
+    finish,
+    green_loop,
+    recycle,
+    take_greenlet,
 )
-from motorpatch._install import is_installed
-from motorpatch._parking import _DIRECT, _park, _Resume
-from motorpatch._stats import counters
+from motorpatch.bridge._parking import park
+from motorpatch.bridge._state import counters, is_installed
 from motorpatch.errors import BlockingCallWarning, GreenContextError
 
 __all__ = ["await_", "green"]
@@ -50,54 +52,58 @@ _R = TypeVar("_R")
 
 
 async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _R:
-    """Run ``fn`` in a green greenlet, awaiting on its behalf until it returns."""
+    """Run ``fn`` in a green greenlet, awaiting on its behalf until it returns.
+
+    Each branch answers one message of the switch protocol (the table in
+    :mod:`motorpatch.bridge._greenlets`).
+    """
     loop = cast(AbstractEventLoop, _running_loop())
-    task = _take_task(loop)  # from here the call is in flight (stats(), uninstall())
-    if _slice.spent >= _SLICE_BUDGET:  # new calls wait their turn too, not only resumed ones
-        task.motorpatch_parked = "yield"
+    gl = take_greenlet(loop)  # from here the call is in flight (stats(), uninstall())
+    if budget.spent >= SLICE_BUDGET:  # new calls wait their turn too, not only resumed ones
+        gl.motorpatch_parked = "yield"
         try:
-            await _wait_for_next_slice(loop)
+            await wait_for_next_slice(loop)
         except BaseException:  # cancelled before it started: the greenlet was not used
-            _recycle(task)
+            recycle(gl)
             raise
         finally:
-            task.motorpatch_parked = None
+            gl.motorpatch_parked = None
     counted = counters()
     counted.calls += 1
-    value = _run_slice(counted, task.switch, (fn, args, kwargs))
+    value = run_slice(counted, gl.switch, (fn, args, kwargs))
     while True:
-        if type(value) is _Done or task.dead:
-            return cast(_R, _finish(task, value))
+        if type(value) is Outcome or gl.dead:
+            return cast(_R, finish(gl, value))
         try:
-            if value is _DIRECT:
-                task.motorpatch_handoff = loop.create_future()
+            if value is PARKED:
+                gl.motorpatch_handoff = loop.create_future()
                 try:
-                    await task.motorpatch_handoff
+                    await gl.motorpatch_handoff
                 finally:
-                    task.motorpatch_handoff = None
-                value, task.motorpatch_message = task.motorpatch_message, None
-                if type(value) is not _Resume:
-                    continue  # finished, or parked on an awaitable
+                    gl.motorpatch_handoff = None
+                value, gl.motorpatch_message = gl.motorpatch_message, None
+                if type(value) is not Deferred:
+                    continue  # an Outcome, or an awaitable to await
                 result = value.value
-            else:
+            else:  # an awaitable
                 result = await value
-            if _slice.spent >= _SLICE_BUDGET:
-                await _wait_for_next_slice(loop)
+            if budget.spent >= SLICE_BUDGET:
+                await wait_for_next_slice(loop)
         except GeneratorExit:
             # This coroutine is being closed (collected), maybe on another thread or in
             # the middle of other code: resuming the greenlet here could run its unwinding
             # anywhere. Leave it; it is never resumed (see docs/troubleshooting.md).
-            task.motorpatch_waker = None
+            gl.motorpatch_waker = None
             raise
         except BaseException as exc:  # cancellation too: it is thrown into the greenlet
-            task.motorpatch_waker = None  # a wake-up already queued must not resume it
-            pending, task.motorpatch_message = task.motorpatch_message, None
-            if type(pending) is _Done:  # it finished as the cancellation came
-                _finish(task, pending)
+            gl.motorpatch_waker = None  # a wake-up already queued must not resume it
+            pending, gl.motorpatch_message = gl.motorpatch_message, None
+            if type(pending) is Outcome:  # it finished as the cancellation came
+                finish(gl, pending)
                 raise
-            value = _run_slice(counted, task.throw, exc)
+            value = run_slice(counted, gl.throw, exc)
         else:
-            value = _run_slice(counted, task.switch, result)
+            value = run_slice(counted, gl.switch, result)
 
 
 _warned_not_installed = False
@@ -117,7 +123,7 @@ def _warn_if_not_installed() -> None:
     )
 
 
-def green(fn: Callable[_P, _R]) -> Callable[_P, _R | Coroutine[Any, Any, _R]]:
+def green(fn: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:
     """Run a synchronous function as green code, so blocking PyMongo calls park.
 
     Called on a thread whose event loop is running, outside green code, the
@@ -132,9 +138,12 @@ def green(fn: Callable[_P, _R]) -> Callable[_P, _R | Coroutine[Any, Any, _R]]:
     Called from inside green code the function runs inline and returns its
     result (decorated service functions can call each other). Called where
     no event loop runs (a script, a plain thread) it runs synchronously and
-    returns its result.
+    returns its result. The declared type is the awaitable one, the way
+    handlers use it (``await f()`` type-checks); where a type checker must
+    see an inline call's result, decorate an alias and call the plain
+    function inline (docs/architecture.md#how-green-is-typed).
 
-    Raises ``TypeError`` if ``fn`` is a coroutine function or not callable.
+    :raises TypeError: ``fn`` is a coroutine function or not callable.
     """
     if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         raise TypeError(
@@ -150,13 +159,14 @@ def green(fn: Callable[_P, _R]) -> Callable[_P, _R | Coroutine[Any, Any, _R]]:
 
     @functools.wraps(fn)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R | Coroutine[Any, Any, _R]:
-        if getattr(getcurrent(), _LOOP_ATTR, None) is not None or _running_loop() is None:
+        if getattr(getcurrent(), LOOP_ATTR, None) is not None or _running_loop() is None:
             return fn(*args, **kwargs)
         _warn_if_not_installed()
         return _drive(fn, args, kwargs)
 
     wrapper.__motorpatch_green__ = True  # type: ignore[attr-defined]
-    return wrapper
+    # Awaitable for callers on a loop; the inline result elsewhere (see the docstring).
+    return cast(Callable[_P, Awaitable[_R]], wrapper)
 
 
 def await_(awaitable: Awaitable[_R]) -> _R:
@@ -166,10 +176,10 @@ def await_(awaitable: Awaitable[_R]) -> _R:
     from inside a ``@motorpatch.green`` function. The awaitable's exception
     is raised here unchanged.
 
-    Raises :class:`motorpatch.GreenContextError` when called outside green
-    code, where there is no coroutine to await on this function's behalf.
+    :raises GreenContextError: called outside green code, where there is no
+        coroutine to await on this function's behalf.
     """
-    loop = _green_loop()
+    loop = green_loop()
     if loop is None:
         if inspect.iscoroutine(awaitable):
             awaitable.close()  # no "was never awaited" noise on top of our error
@@ -187,4 +197,4 @@ def await_(awaitable: Awaitable[_R]) -> _R:
             "motorpatch.await_(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, "
             "other_loop)))."
         )
-    return cast(_R, _park(awaitable, "await_"))
+    return cast(_R, park(awaitable, "await_"))

@@ -2,10 +2,10 @@
 
 When replies are already buffered, a resumed greenlet runs a whole PyMongo
 operation without parking, and one loop iteration can resume dozens of them
-back to back. Green code may run about ``_SLICE_BUDGET`` seconds (wall time
+back to back. Green code may run about ``SLICE_BUDGET`` seconds (wall time
 spent inside greenlets, per thread) before the loop gets a whole iteration to
 itself; greenlets resumed after that wait for it, so timers and other requests
-are served in between (docs/architecture.md, "Decisions").
+are served in between (docs/architecture.md#a-time-budget-per-loop-iteration).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from motorpatch._stats import _Counters, counters
+from motorpatch.bridge._state import Counters, counters
 
-__all__ = ["_SLICE_BUDGET", "_run_slice", "_slice", "_wait_for_next_slice"]
+__all__ = ["SLICE_BUDGET", "budget", "new_iteration", "run_slice", "wait_for_next_slice"]
 
-_SLICE_BUDGET = 0.001  # measured against 0.5 and 2 ms: docs/architecture.md, "Decisions"
+# Measured against 0.5 and 2 ms: docs/architecture.md#a-time-budget-per-loop-iteration
+SLICE_BUDGET = 0.001
 
 
 class _Queue:
@@ -35,7 +36,9 @@ class _Queue:
         self.requeued = 0  # callers of the last batch put back at the head, in order
 
 
-class _Slice(threading.local):
+class _Budget(threading.local):
+    """This thread's budget: what green code has spent since the last reset, and who waits."""
+
     spent = 0.0  # green seconds run since the last reset
     resumes = 0  # greenlet resumes since the last reset
     per_resume = 0.0002  # running estimate of the seconds a resume takes
@@ -45,10 +48,10 @@ class _Slice(threading.local):
         self.waiting: dict[AbstractEventLoop, _Queue] = {}
 
 
-_slice = _Slice()
+budget = _Budget()
 
 
-def _new_iteration(loop: AbstractEventLoop) -> None:
+def new_iteration(loop: AbstractEventLoop) -> None:
     """Reset the budget; wake the next batch of deferred callers once the last one has run.
 
     A batch woken here runs in the next iteration (a Task step is always one
@@ -57,7 +60,7 @@ def _new_iteration(loop: AbstractEventLoop) -> None:
     expected to hold, and none until the previous batch has run or re-queued,
     so nobody polls and the order of arrival is kept.
     """
-    state = _slice
+    state = budget
     if state.resumes:
         state.per_resume = (state.per_resume + state.spent / state.resumes) / 2
     state.spent = 0.0
@@ -70,10 +73,10 @@ def _new_iteration(loop: AbstractEventLoop) -> None:
         del state.waiting[loop]
         return
     state.armed = loop
-    loop.call_soon(_new_iteration, loop)
+    loop.call_soon(new_iteration, loop)
     if queue.woken:
         return
-    batch = max(1, int(_SLICE_BUDGET / max(state.per_resume, 1e-6)))
+    batch = max(1, int(SLICE_BUDGET / max(state.per_resume, 1e-6)))
     queue.requeued = 0
     while queue.callers and batch:
         fut = queue.callers.popleft()
@@ -83,20 +86,20 @@ def _new_iteration(loop: AbstractEventLoop) -> None:
             batch -= 1
 
 
-def _run_slice(counted: _Counters, resume: Callable[..., Any], *args: Any) -> Any:
+def run_slice(counted: Counters, resume: Callable[..., Any], *args: Any) -> Any:
     """Resume a greenlet via ``resume`` and charge its time to the current slice."""
     start = perf_counter()
     try:
         return resume(*args)
     finally:
         spent = perf_counter() - start
-        _slice.spent += spent
-        _slice.resumes += 1
+        budget.spent += spent
+        budget.resumes += 1
         counted.green_seconds += spent
 
 
-async def _wait_for_next_slice(loop: AbstractEventLoop) -> None:
-    """Once green code has run ``_SLICE_BUDGET`` seconds, wait for a later loop iteration.
+async def wait_for_next_slice(loop: AbstractEventLoop) -> None:
+    """Once green code has run ``SLICE_BUDGET`` seconds, wait for a later loop iteration.
 
     Callers queue in arrival order; resets (a callback queued on the loop)
     wake them in batches, after the timers and I/O callbacks that were due.
@@ -105,12 +108,12 @@ async def _wait_for_next_slice(loop: AbstractEventLoop) -> None:
     """
     counters().deferrals += 1
     first = True
-    while _slice.spent >= _SLICE_BUDGET:
-        queue = _slice.waiting.get(loop)
+    while budget.spent >= SLICE_BUDGET:
+        queue = budget.waiting.get(loop)
         if queue is None:
-            for other in [o for o in _slice.waiting if o.is_closed()]:
-                del _slice.waiting[other]
-            queue = _slice.waiting[loop] = _Queue()
+            for other in [o for o in budget.waiting if o.is_closed()]:
+                del budget.waiting[other]
+            queue = budget.waiting[loop] = _Queue()
         fut = loop.create_future()
         if first:
             queue.callers.append(fut)
@@ -120,9 +123,9 @@ async def _wait_for_next_slice(loop: AbstractEventLoop) -> None:
             queue.requeued += 1
         # Arm a reset unless one is queued on this loop already (one armed on a
         # loop that stopped before running it never comes).
-        if _slice.armed is not loop:
-            _slice.armed = loop
-            loop.call_soon(_new_iteration, loop)
+        if budget.armed is not loop:
+            budget.armed = loop
+            loop.call_soon(new_iteration, loop)
         try:
             await fut
         finally:

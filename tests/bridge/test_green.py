@@ -17,7 +17,7 @@ import pytest
 
 import motorpatch
 from motorpatch import GreenContextError
-from support.loops import run_on
+from tests.support.loops import run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 
@@ -237,7 +237,7 @@ def test_wait_for_timeout_cancels_green_code() -> None:
 
 
 def test_green_before_install_warns_once() -> None:
-    import motorpatch._bridge as bridge
+    import motorpatch.bridge._green as bridge
 
     motorpatch.uninstall()
     bridge._warned_not_installed = False
@@ -251,12 +251,12 @@ def test_green_before_install_warns_once() -> None:
 
 def test_a_loop_stopped_with_the_budget_spent_does_not_stall_the_next_loop() -> None:
     """The fairness budget's reset is scheduled on one loop; a new loop must not wait for it."""
-    import motorpatch._fairness as fairness
+    import motorpatch.bridge._fairness as fairness
 
     old_loop = asyncio.new_event_loop()
     old_loop.close()  # closed with its reset callback never run
-    fairness._slice.spent = fairness._SLICE_BUDGET * 10
-    fairness._slice.armed = old_loop
+    fairness.budget.spent = fairness.SLICE_BUDGET * 10
+    fairness.budget.armed = old_loop
 
     @motorpatch.green
     def burn() -> str:
@@ -266,7 +266,7 @@ def test_a_loop_stopped_with_the_budget_spent_does_not_stall_the_next_loop() -> 
         return await burn()
 
     assert run_on("asyncio", main, timeout=5) == "ran"
-    assert fairness._slice.armed is not old_loop
+    assert fairness.budget.armed is not old_loop
 
 
 def test_greenlets_that_keep_spending_the_budget_all_finish(loop_kind: str) -> None:
@@ -275,7 +275,7 @@ def test_greenlets_that_keep_spending_the_budget_all_finish(loop_kind: str) -> N
     Each greenlet spends more than the budget, then waits for all the others
     (a barrier): the ones already waiting cannot re-arm the reset for the rest.
     """
-    import motorpatch._fairness as fairness
+    import motorpatch.bridge._fairness as fairness
 
     n = 10
     arrived: list[int] = []
@@ -283,7 +283,7 @@ def test_greenlets_that_keep_spending_the_budget_all_finish(loop_kind: str) -> N
     @motorpatch.green
     def busy(i: int, everyone: asyncio.Event) -> int:
         motorpatch.await_(asyncio.sleep(0))
-        end = time.perf_counter() + fairness._SLICE_BUDGET * 1.5
+        end = time.perf_counter() + fairness.SLICE_BUDGET * 1.5
         while time.perf_counter() < end:  # CPU work, as a PyMongo operation does
             pass
         arrived.append(i)

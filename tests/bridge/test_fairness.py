@@ -14,8 +14,8 @@ import time
 import pytest
 
 import motorpatch
-from motorpatch import _fairness
-from support.loops import run_on
+from motorpatch.bridge import _fairness
+from tests.support.loops import run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 
@@ -33,15 +33,15 @@ def test_deferred_calls_start_in_the_order_they_arrived(
     """In order whatever the batch size: a batch woken too large puts its extra callers
     back at the head in their order; one too small just takes more iterations."""
     if estimate is not None:  # the running estimate of a resume's cost sizes each batch
-        monkeypatch.setattr(_fairness._slice, "per_resume", estimate)
+        monkeypatch.setattr(_fairness.budget, "per_resume", estimate)
         # As if many cheap resumes had run since the last reset (other code on this thread).
-        monkeypatch.setattr(_fairness._slice, "resumes", 10**6 if estimate < 1e-3 else 1)
+        monkeypatch.setattr(_fairness.budget, "resumes", 10**6 if estimate < 1e-3 else 1)
     started: list[int] = []
 
     @motorpatch.green
     def work(i: int) -> int:
         started.append(i)
-        _burn(_fairness._SLICE_BUDGET / 2)  # two calls spend a slice
+        _burn(_fairness.SLICE_BUDGET / 2)  # two calls spend a slice
         return i
 
     async def main() -> list[int]:
@@ -58,7 +58,7 @@ def test_deferred_calls_start_in_the_order_they_arrived(
 def test_a_cancelled_deferred_call_leaves_the_queue_and_the_others_run(loop_kind: str) -> None:
     @motorpatch.green
     def work(i: int) -> int:
-        _burn(_fairness._SLICE_BUDGET * 1.5)  # each call spends a whole slice
+        _burn(_fairness.SLICE_BUDGET * 1.5)  # each call spends a whole slice
         return i
 
     async def main() -> tuple[list[int], bool]:
@@ -72,7 +72,7 @@ def test_a_cancelled_deferred_call_leaves_the_queue_and_the_others_run(loop_kind
     done, cancelled = run_on(loop_kind, main, timeout=20)
     assert done == [0, 1, 2, 4, 5]
     assert cancelled
-    assert not any(_fairness._slice.waiting.values())
+    assert not any(_fairness.budget.waiting.values())
 
 
 def test_a_deferred_call_waits_for_the_loop_to_serve_a_timer(loop_kind: str) -> None:
@@ -81,7 +81,7 @@ def test_a_deferred_call_waits_for_the_loop_to_serve_a_timer(loop_kind: str) -> 
 
     @motorpatch.green
     def work() -> None:
-        _burn(_fairness._SLICE_BUDGET)
+        _burn(_fairness.SLICE_BUDGET)
 
     async def ticker(stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -110,7 +110,7 @@ def test_a_call_queued_before_it_started_is_in_flight(loop_kind: str) -> None:
 
     @motorpatch.green
     def work(i: int) -> int:
-        _burn(_fairness._SLICE_BUDGET * 1.5)  # each call spends a whole slice
+        _burn(_fairness.SLICE_BUDGET * 1.5)  # each call spends a whole slice
         return i
 
     async def main() -> tuple[dict[str, object], str, list[object], int]:

@@ -29,9 +29,9 @@ from examples.asyncio_service import repository
 from examples.asyncio_service.__main__ import CATALOGUE, seed
 from examples.asyncio_service.service import RATES, run_service
 from examples.mongoengine_app.app import disconnect, ensure_indexes, make_app
-from support.loops import LagTicker, run_on
+from tests.support.loops import LagTicker, run_on
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 # A PyMongo call that would block the loop fails its request, and so the test.

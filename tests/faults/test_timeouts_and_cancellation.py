@@ -1,4 +1,6 @@
-"""Faults over the network in green code: hangs, timeouts, cancellation mid-operation.
+"""Timeouts and cancellation in green code: CSOT and client options, cancel mid-operation.
+
+(A hung server, per loop, is tests/faults/test_proxy_faults.py's.)
 
 Each case runs against nx-27017 behind the loopback fault proxy, and where a
 failure is expected the same scenario is first run in plain PyMongo so that
@@ -16,7 +18,7 @@ import pytest
 from pymongo import monitoring
 
 import motorpatch
-from support.loops import LagTicker, run_on
+from tests.support.loops import LagTicker, run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 
@@ -71,32 +73,6 @@ def _plain_errors(*calls: Any) -> list[type[BaseException]]:
     thread.join(60)
     assert len(caught) == len(calls), "a plain call did not fail: the scenario is wrong"
     return caught
-
-
-def test_hung_server_times_out_like_plain_pymongo_then_recovers(
-    loop_kind, proxy, make_client, coll
-):
-    coll.insert_one({"_id": 1})
-    plain_c, green_c = _twin_collections(make_client, proxy, coll, socketTimeoutMS=300)
-    proxy.hang()
-    expected = _plain_errors(lambda: plain_c.find_one({"_id": 1}))
-    assert issubclass(expected[0], pymongo.errors.NetworkTimeout)
-
-    @motorpatch.green
-    def get() -> Any:
-        return green_c.find_one({"_id": 1})
-
-    async def main() -> tuple[list[Any], LagTicker]:
-        with LagTicker() as ticker:
-            hung = await asyncio.gather(get(), return_exceptions=True)
-        proxy.resume()
-        recovered = await asyncio.gather(*[get() for _ in range(5)])
-        return [*hung, *recovered], ticker
-
-    results, ticker = run_on(loop_kind, main)
-    assert [type(results[0])] == expected
-    assert results[1:] == [{"_id": 1}] * 5
-    assert ticker.max < 0.15, f"loop stalled {ticker.max:.3f}s while the server hung"
 
 
 def test_cancel_mid_operation_closes_the_connection_and_no_reply_goes_astray(

@@ -29,10 +29,10 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from examples.messages.__main__ import mask_uri
 from examples.messages.app import MAX_TEXT, ensure_indexes, make_app, messages_collection
-from support.loops import LagTicker, run_on
-from support.servers import free_port
+from tests.support.loops import LagTicker, run_on
+from tests.support.servers import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # A PyMongo call that would block the loop fails its request, and so the test.
 pytestmark = [pytest.mark.usefixtures("installed"),

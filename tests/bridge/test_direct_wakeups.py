@@ -22,11 +22,11 @@ import greenlet
 import pytest
 
 import motorpatch
-import motorpatch._greenlets as greenlets
-import motorpatch._parking as parking
-from motorpatch.socket_shim._wait import wait_fd
-from support.greenlets import live_greenlets
-from support.loops import run_on
+import motorpatch.bridge._greenlets as greenlets
+import motorpatch.bridge._parking as parking
+from motorpatch.socket_shim import wait_fd
+from tests.support.greenlets import live_greenlets
+from tests.support.loops import run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 
@@ -130,13 +130,13 @@ def test_a_spent_wake_up_never_resumes_the_greenlet_again(
     """A wake-up that fires late (its wait is over) must not switch into the greenlet."""
     a, b = pair
     wakers: list[Any] = []
-    real_waker = parking._waker
+    real_waker = parking.new_waker
 
     def keep(*args: Any) -> Any:
         wakers.append(real_waker(*args))
         return wakers[-1]
 
-    monkeypatch.setattr("motorpatch.socket_shim._wait._waker", keep)
+    monkeypatch.setattr("motorpatch.socket_shim._wait.new_waker", keep)
 
     @motorpatch.green
     def read_twice() -> list[bytes]:
@@ -153,7 +153,7 @@ def test_a_spent_wake_up_never_resumes_the_greenlet_again(
             await asyncio.sleep(0.001)
         wakers[0](True)  # the first wait is over: this must not wake the second
         await asyncio.sleep(0.01)
-        assert wakers[1].task.motorpatch_parked == "socket read"
+        assert wakers[1].gl.motorpatch_parked == "socket read"
         assert not pending.done()
         b.send(b"y")
         return await pending
@@ -261,8 +261,6 @@ def test_a_deferred_wake_up_unregisters_its_descriptor(kind: str) -> None:
     iteration's select() would report it again (and call its spent waker) until its turn,
     about 400 reports here. Each is reported about once. (asyncio's selector is counted;
     Tornado runs on it.)"""
-    from motorpatch import _fairness
-
     n = 40
     pairs = [socket.socketpair() for _ in range(n)]
     for a, _ in pairs:
@@ -277,7 +275,7 @@ def test_a_deferred_wake_up_unregisters_its_descriptor(kind: str) -> None:
     @motorpatch.green
     def read(a: socket.socket) -> bytes:
         assert wait_fd(a.fileno(), write=False, timeout=10)
-        burn(_fairness._SLICE_BUDGET / 2)
+        burn(motorpatch.bridge.SLICE_BUDGET / 2)
         return a.recv(1)
 
     async def main() -> list[bytes]:

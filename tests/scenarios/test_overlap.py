@@ -1,7 +1,9 @@
-"""End-to-end behaviour over the network: overlap, loop lag, hangs, cancellation, mixed use.
+"""The core promise over the network: green calls overlap, the loop keeps ticking, forks fall back.
 
 Every test here talks to a real server (nx-27017 or MONGODB_URI), some through
-the loopback fault proxy; nothing is mocked.
+the loopback fault proxy; nothing is mocked. Mixed use (green code, plain
+threads and several loops on one client) is tests/scenarios/test_mixed_use.py;
+faults, hangs and cancellation are tests/faults/.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pymongo
 import pytest
 
 import motorpatch
-from support.loops import LagTicker, run_on
+from tests.support.loops import LagTicker, run_on
 
 pytestmark = pytest.mark.usefixtures("installed")
 

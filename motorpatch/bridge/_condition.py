@@ -28,7 +28,7 @@ import threading
 from asyncio import AbstractEventLoop
 from typing import Any
 
-from motorpatch._parking import _park_direct, _Waker, _waker
+from motorpatch.bridge._parking import Waker, new_waker, park_direct
 
 __all__ = ["green_cond_wait", "hold", "pending_handoffs", "unhold"]
 
@@ -39,7 +39,7 @@ class _GreenWaiter:
     __slots__ = ("_condition", "_loop", "_thread", "_waker", "notified")
 
     def __init__(
-        self, loop: AbstractEventLoop, waker: _Waker, condition: threading.Condition
+        self, loop: AbstractEventLoop, waker: Waker, condition: threading.Condition
     ) -> None:
         self._loop = loop
         self._waker = waker
@@ -114,14 +114,14 @@ def green_cond_wait(
     """Wait on ``condition`` (its lock held) by parking; True if notified, as ``wait()``."""
     if not condition._is_owned():  # type: ignore[attr-defined]
         raise RuntimeError("cannot wait on un-acquired lock")
-    waker = _waker()
+    waker = new_waker()
     waiter = _GreenWaiter(loop, waker, condition)
     condition._waiters.append(waiter)  # type: ignore[attr-defined]
     saved = condition._release_save()  # type: ignore[attr-defined]
     finished = False
     try:
         if timeout is None or timeout > 0:
-            _park_direct(waker, reason, timeout, loop)
+            park_direct(waker, reason, timeout)
         finished = True
     finally:
         condition._acquire_restore(saved)  # type: ignore[attr-defined]

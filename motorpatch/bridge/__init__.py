@@ -1,0 +1,56 @@
+"""The greenlet <-> event loop runtime: green calls, and how green code waits.
+
+Generic: it imports nothing from PyMongo, from :mod:`motorpatch.patches` or
+from the control plane (``install()``), so it can be read, tested and
+reused on its own; everything above it (the socket shim, the patches,
+``install()``, ``stats()``) imports it through this face only. The modules
+inside, from the bottom up:
+
+- ``_state``: a leaf read by every layer: per-thread counters, the park
+  reasons, the installed flag (written by ``install()``/``uninstall()``).
+- ``_fairness``: the time budget green code may spend per loop iteration.
+- ``_greenlets``: green greenlets (the tag, the per-thread pool, the live
+  set) and the switch protocol between a greenlet and its driving coroutine.
+- ``_parking``: the two ways to wait (``park``, ``park_direct``), the
+  ``Waker`` loop callback, ``sleep`` and ``yield_now``.
+- ``_condition``: waiting on a ``threading.Condition`` that any thread wakes.
+- ``_green``: ``@green``, ``await_`` and the driving coroutine.
+"""
+
+from motorpatch.bridge._condition import green_cond_wait, hold, pending_handoffs, unhold
+from motorpatch.bridge._fairness import SLICE_BUDGET
+from motorpatch.bridge._green import await_, green
+from motorpatch.bridge._greenlets import green_loop, unfinished_on_open_loops
+from motorpatch.bridge._parking import Waker, new_waker, park, park_direct, sleep, yield_now
+from motorpatch.bridge._state import (
+    REASONS,
+    Counters,
+    all_counters,
+    counters,
+    is_installed,
+    set_installed,
+)
+
+__all__ = [
+    "REASONS",
+    "SLICE_BUDGET",
+    "Counters",
+    "Waker",
+    "all_counters",
+    "await_",
+    "counters",
+    "green",
+    "green_cond_wait",
+    "green_loop",
+    "hold",
+    "is_installed",
+    "new_waker",
+    "park",
+    "park_direct",
+    "pending_handoffs",
+    "set_installed",
+    "sleep",
+    "unfinished_on_open_loops",
+    "unhold",
+    "yield_now",
+]
