@@ -44,10 +44,10 @@ sys.path.insert(0, str(HERE))
 # (bucket, test on (file, function name)); the first bucket that matches takes the function.
 BUCKETS: list[tuple[str, Any]] = [
     ("fairness bookkeeping", lambda f, n: f.endswith("_fairness.py")),
-    ("stats counters", lambda f, n: f.endswith("_stats.py")),
-    ("_green_loop checks", lambda f, n: n == "_green_loop"),
+    ("stats counters", lambda f, n: f.endswith(("_stats.py", "_state.py"))),
+    ("_green_loop checks", lambda f, n: n in {"_green_loop", "green_loop"}),
     ("pool checkout patch", lambda f, n: f.endswith(("patches/pool.py", "_condition.py"))),
-    ("other patches (wrappers)", lambda f, n: "motorpatch/patches" in f),
+    ("patch gates, other patches", lambda f, n: "motorpatch/patches" in f),
     ("wrapt wrappers", lambda f, n: "wrapt" in f),
     ("reader registration", lambda f, n: n in {
         "add_reader", "remove_reader", "_add_reader", "_remove_reader", "add_writer",
@@ -70,7 +70,8 @@ BUCKETS: list[tuple[str, Any]] = [
         "<method 'append' of 'collections.deque' objects>"}
         or "tornado" in f or "uvloop" in f),
     ("greenlet switches", lambda f, n: "greenlet" in n and ("switch" in n or "throw" in n)),
-    ("coroutine/future per call", lambda f, n: f.endswith(("_bridge.py", "_greenlets.py"))
+    ("coroutine/future per call", lambda f, n: f.endswith(("_bridge.py", "_green.py",
+                                                                   "_greenlets.py"))
         or n in {"create_future", "set_result", "__step", "__wakeup", "_wakeup", "__await__",
                  "__step_run_and_handle_result", "gather", "_done_callback", "ensure_future",
                  "create_task", "<built-in method _asyncio.current_task>"}
@@ -89,10 +90,10 @@ COUNTED = {
     "call_later": lambda f, n: n == "call_later" or n.startswith("<method 'call_later'"),
     "create_future": lambda f, n: n == "create_future"
     or n.startswith("<method 'create_future'"),
-    "_green_loop": lambda f, n: n == "_green_loop",
-    "yields (_yield_now)": lambda f, n: n == "_yield_now",
+    "_green_loop": lambda f, n: n in {"_green_loop", "green_loop"},
+    "yields (_yield_now)": lambda f, n: n in {"_yield_now", "yield_now"},
     "pool/condition waits": lambda f, n: n == "green_cond_wait",
-    "slice deferrals": lambda f, n: n == "_wait_for_next_slice",
+    "slice deferrals": lambda f, n: n in {"_wait_for_next_slice", "wait_for_next_slice"},
     "connections made": lambda f, n: n in {"green_configured_socket_interface",
                                            "green_configured_socket"},
 }
