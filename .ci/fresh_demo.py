@@ -68,83 +68,94 @@ def _installed(python: Path) -> set[str]:
     return {entry["name"].lower().replace("_", "-") for entry in json.loads(out)}
 
 
-def _check(url: str, clone: Path) -> str | None:
-    """What is wrong with the running demo at ``url`` (``None``: nothing)."""
+class Failed(Exception):
+    """The check failed; the message says how."""
+
+
+def _check(url: str, clone: Path) -> None:
+    """Raise :class:`Failed` unless the running demo at ``url`` works with only its own needs."""
     text = f"fresh-demo {uuid.uuid4().hex[:8]}"
     try:
         status, _ = _http("POST", url + "api/messages", {"author": "ci", "text": text})
-        if status not in (200, 201):
-            return f"POST /api/messages answered {status}"
-        if text not in _http("GET", url)[1]:
-            return "the posted message is not on the board page"
+        board = _http("GET", url)[1]
         listed = json.loads(_http("GET", url + "api/messages")[1])["messages"]
-        if not any(m.get("text") == text for m in listed):
-            return "the posted message is not in /api/messages"
         json.loads(_http("GET", url + "stats")[1])
     except (OSError, ValueError, KeyError) as exc:  # URLError and HTTPError are OSErrors
-        return f"the demo did not answer as expected: {exc!r}"
+        raise Failed(f"the demo did not answer as expected: {exc!r}") from exc
+    if status not in (200, 201):
+        raise Failed(f"POST /api/messages answered {status}")
+    if text not in board:
+        raise Failed("the posted message is not on the board page")
+    if not any(m.get("text") == text for m in listed):
+        raise Failed("the posted message is not in /api/messages")
     packages = _installed(clone / ".venv" / "bin" / "python")
     if missing := NEEDED - packages:
-        return f"the demo's environment lacks {sorted(missing)}"
+        raise Failed(f"the demo's environment lacks {sorted(missing)}")
     if extra := UNWANTED & packages:
-        return f"./dev demo installed development tools: {sorted(extra)}"
-    return None
+        raise Failed(f"./dev demo installed development tools: {sorted(extra)}")
+
+
+def _wait_for_url(proc: subprocess.Popen[str], lines: queue.Queue[str | None],
+                  output: list[str], deadline: float) -> str:
+    """The URL the demo prints when it serves, collecting its output meanwhile."""
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise Failed(f"no URL within {READY_TIMEOUT:.0f} s") from None
+        if line is None:
+            raise Failed(f"./dev demo exited ({proc.wait()}) before serving")
+        output.append(line)
+        if match := re.search(r"running at (http://127\.0\.0\.1:\d+/)", line):
+            return match.group(1)
+
+
+def _run(clone: Path, output: list[str]) -> float:
+    """Run ./dev demo in ``clone``, check it, stop it; the seconds it took to serve."""
+    env = {k: v for k, v in os.environ.items() if k not in {"MONGODB_URI", "MOTORPATCH_VENV"}}
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        ["./dev", "demo", "--port", "0"], cwd=clone, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    assert proc.stdout is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+    try:
+        url = _wait_for_url(proc, lines, output, started + READY_TIMEOUT)
+        ready = time.monotonic() - started
+        _check(url, clone)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+    try:
+        code = proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise Failed(f"the demo did not stop within {STOP_TIMEOUT:.0f} s of Ctrl-C") from None
+    if code != 0:
+        raise Failed(f"the demo exited with {code} after Ctrl-C")
+    return ready
 
 
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="motorpatch-fresh-"))
     clone = work / "motorpatch"
+    output: list[str] = []
     try:
         subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(clone)], check=True)
-        env = {k: v for k, v in os.environ.items() if k not in {"MONGODB_URI", "MOTORPATCH_VENV"}}
-        started = time.monotonic()
-        proc = subprocess.Popen(
-            ["./dev", "demo", "--port", "0"], cwd=clone, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        assert proc.stdout is not None
-        lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
-        output: list[str] = []
-        url = None
-        deadline = started + READY_TIMEOUT
-        try:
-            while url is None:
-                try:
-                    line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    return _fail(f"no URL within {READY_TIMEOUT:.0f} s", output)
-                if line is None:
-                    return _fail(f"./dev demo exited ({proc.wait()}) before serving", output)
-                output.append(line)
-                if match := re.search(r"running at (http://127\.0\.0\.1:\d+/)", line):
-                    url = match.group(1)
-            ready = time.monotonic() - started
-            if problem := _check(url, clone):
-                return _fail(problem, output)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-        try:
-            code = proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            return _fail(f"the demo did not stop within {STOP_TIMEOUT:.0f} s of Ctrl-C", output)
-        if code != 0:
-            return _fail(f"the demo exited with {code} after Ctrl-C", output)
-        print(
-            f"fresh-demo: ./dev demo on a fresh clone served the board {ready:.1f} s after the "
-            "command started (new .venv, no development tools); "
-            "post, list and /stats worked; Ctrl-C stopped it cleanly."
-        )
-        return 0
+        ready = _run(clone, output)
+    except Failed as exc:
+        print(f"fresh-demo FAILED: {exc}. The demo's output:\n{''.join(output)}", file=sys.stderr)
+        return 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _fail(reason: str, output: list[str]) -> int:
-    print(f"fresh-demo FAILED: {reason}. The demo's output:\n{''.join(output)}", file=sys.stderr)
-    return 1
+    print(
+        f"fresh-demo: ./dev demo on a fresh clone served the board {ready:.1f} s after the "
+        "command started (new .venv, no development tools); post, list and /stats worked; "
+        "Ctrl-C stopped it cleanly."
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -87,7 +87,8 @@ def browser(tmp_path: Path) -> Iterator[object]:
     if missing:
         pytest.fail(f"{' and '.join(missing)} not found. ./dev test installs them where it can "
                     "(root or password-less sudo, with apt-get); here it could not. Install them "
-                    "with `sudo apt-get install -y chromium chromium-driver`, then re-run ./dev test")
+                    "with `sudo apt-get install -y chromium chromium-driver`, "
+                    "then re-run ./dev test")
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
