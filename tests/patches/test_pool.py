@@ -483,3 +483,47 @@ def test_a_checkout_waiting_for_max_connecting_parks_once_and_never_polls(
     assert max(parks for parks, _ in counter.per_checkout) == 1, counter.per_checkout
     assert max(wakes for _, wakes in counter.per_checkout) == 1, counter.per_checkout
     assert _busy(pool) == {}
+
+
+def test_a_checkout_cancelled_while_waiting_for_a_connection_passes_its_slot_on(
+    loop_kind, proxy, *, proxied, recorder, getter
+):
+    """maxPoolSize=2, maxConnecting=1, slow replies: `a` makes the pool's first connection;
+    `b` then waits for a connection, holding the pool's second slot meanwhile; `c` waits
+    for a slot. Cancelling `b` hands its slot to `c` at once, so `c` makes the second
+    connection as soon as `a`'s is made, while `a`'s operation still runs; without that
+    hand-on `c` would wait for `a`'s checkin (or, on an idle pool, its wait-queue timeout)."""
+    from motorpatch.bridge import pending_handoffs
+
+    cmap = recorder("pool")
+    pc = proxied(
+        maxPoolSize=2, maxConnecting=1, waitQueueTimeoutMS=10000, event_listeners=[cmap]
+    )
+    pool = _pool(pc.database.client)
+    get = getter(pc)
+
+    async def until(predicate: Any) -> None:
+        while not predicate():
+            await asyncio.sleep(0.001)
+
+    async def main() -> list[str]:
+        proxy.delay = 0.2  # the handshake's replies and the find's
+        a = asyncio.ensure_future(get(0))
+        await until(lambda: pool._pending == 1)
+        b = asyncio.ensure_future(get(1))
+        await until(lambda: len(pool._max_connecting_cond._waiters) == 1)
+        c = asyncio.ensure_future(get(2))
+        await until(lambda: len(pool.size_cond._waiters) == 1)
+        b.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await b
+        return list(await asyncio.gather(a, c))
+
+    assert run_on(loop_kind, main, timeout=30) == ["doc-0", "doc-2"]
+    created = cmap.times(monitoring.ConnectionCreatedEvent)
+    checked_in = cmap.times(monitoring.ConnectionCheckedInEvent)
+    assert len(created) == 2
+    assert created[1] < checked_in[0], "`c` got its slot only at `a`'s checkin"
+    assert _busy(pool) == {}
+    assert pending_handoffs(pool.size_cond) == 0
+    assert pending_handoffs(pool._max_connecting_cond) == 0
