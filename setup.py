@@ -32,7 +32,12 @@ setup(
             "mongoengine>=0.29",
             "hypothesis>=6.100",
             "selenium>=4.20",
+            # the pytest plugin's coexistence tests (tests/testing/)
+            "pytest-asyncio>=0.24",
+            "anyio>=4.4",
+            "blockbuster>=1.5.20",
         ],
+        "testing": ["pytest>=8", "nx-27017>=0.8.1"],
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
         "lint": ["ruff>=0.6", "mypy>=1.10"],
     },

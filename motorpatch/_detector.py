@@ -13,6 +13,7 @@ import warnings
 from asyncio import _get_running_loop as _running_loop
 from types import FrameType
 
+from motorpatch import _recorder as _record
 from motorpatch.bridge import counters
 from motorpatch.errors import BlockingCallWarning, GreenContextError
 
@@ -41,8 +42,13 @@ def check_blocking() -> None:
     """Report a PyMongo operation that is about to block a running event loop.
 
     Call only outside green code. Does nothing when no loop runs on this thread.
+    Counts, warns and records (for the audit) once per operation: a
+    server-selection wait and then the checkout of the same ``find_one`` are
+    one operation.
     """
-    if _mode == "ignore" or _running_loop() is None:
+    if _running_loop() is None or (_mode == "ignore" and not _record.recording):
+        return
+    if not _record.begin_blocking(sys._getframe(1)) or _mode == "ignore":
         return
     counters().blocking += 1
     frame = _caller()
@@ -54,6 +60,7 @@ def check_blocking() -> None:
         "thread with loop.run_in_executor)."
     )
     if _mode == "raise":
+        _record.discard()  # refused: it never blocks
         raise GreenContextError(message)
     if frame is None:
         warnings.warn(message, BlockingCallWarning, stacklevel=2)

@@ -12,11 +12,13 @@ finishes: it removes every patch it can and reports the rest in one
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from typing import Literal
 
 from motorpatch import _detector
+from motorpatch import audit as _audit
 from motorpatch.bridge import is_installed, set_installed, unfinished_on_open_loops
 from motorpatch.errors import MotorpatchError, RestoreWarning, UnsupportedVersionError
 
@@ -25,7 +27,12 @@ __all__ = ["install", "is_installed", "uninstall"]
 _lock = threading.Lock()
 
 
-def install(*, blocking: Literal["warn", "raise", "ignore"] = "warn") -> None:
+def install(
+    *,
+    blocking: Literal["warn", "raise", "ignore"] = "warn",
+    audit: str | os.PathLike[str] | None = None,
+    audit_stall_ms: float = _audit.DEFAULT_STALL_MS,
+) -> None:
     """Patch PyMongo so that, in green code, every blocking wait parks the greenlet.
 
     Patches PyMongo's connection set-up (DNS, connect, TLS), socket I/O, pool
@@ -37,7 +44,14 @@ def install(*, blocking: Literal["warn", "raise", "ignore"] = "warn") -> None:
         thread whose event loop is running but outside green code (it will
         block the loop): ``"warn"`` emits :class:`BlockingCallWarning`,
         ``"raise"`` raises :class:`GreenContextError`, ``"ignore"`` does nothing.
-    :raises ValueError: ``blocking`` is not one of those three strings.
+    :param audit: a report path: record blocking operations and green stalls
+        per call site and write the JSON report there at exit
+        (:mod:`motorpatch.audit`, docs/audit.md). Without it, the
+        ``MOTORPATCH_AUDIT`` environment variable is read instead.
+    :param audit_stall_ms: the audit's stall threshold in milliseconds
+        (``MOTORPATCH_AUDIT_STALL_MS`` when the variable turns the audit on).
+    :raises ValueError: ``blocking`` is not one of those three strings, or
+        ``audit_stall_ms`` is not a positive number.
     :raises UnsupportedVersionError: an internal of the installed PyMongo
         that motorpatch patches is missing or changed; nothing is patched.
         A PyMongo outside the tested range whose internals match is patched
@@ -48,6 +62,11 @@ def install(*, blocking: Literal["warn", "raise", "ignore"] = "warn") -> None:
             f"motorpatch.install(blocking={blocking!r}) is not a valid mode; "
             f"use one of {', '.join(repr(m) for m in _detector.MODES)}."
         )
+    _audit.check_stall_ms(audit_stall_ms)
+    if audit is not None:
+        _audit.enable(audit, stall_ms=audit_stall_ms)
+    else:
+        _audit.enable_from_environment()
     # The patches import PyMongo; loaded here, not by ``import motorpatch``
     # (docs/architecture.md#import-motorpatch-stays-light).
     from motorpatch._versions import check_pymongo

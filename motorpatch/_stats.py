@@ -30,10 +30,12 @@ def stats() -> dict[str, Any]:
       (giving way to the loop: a zero-length sleep, or green code that has
       spent its time budget for this loop iteration).
     - ``green_calls``: green calls started since the process began.
-    - ``blocking_calls``: PyMongo calls made on a running loop's thread
-      outside green code, each reported as a ``BlockingCallWarning`` (even
-      when the warnings filter shows only the first) or raised as a
-      ``GreenContextError``; none are counted in ``blocking="ignore"`` mode.
+    - ``blocking_calls``: PyMongo operations (a ``find_one``, one batch of a
+      cursor, an ``insert_one``...) started on a running loop's thread
+      outside green code, each reported once as a ``BlockingCallWarning``
+      (even when the warnings filter shows only the first) or raised as a
+      ``GreenContextError``, however many times it waits (server selection,
+      then the pool); none are counted in ``blocking="ignore"`` mode.
     - ``budget``: the fairness budget: ``slice_ms`` (green time allowed per
       loop iteration), ``green_seconds`` (time spent running green code) and
       ``deferrals`` (times a greenlet waited for the next loop iteration

@@ -3,8 +3,9 @@
 Every ``import`` in ``motorpatch/`` (at module level or inside a function) is
 read with ``ast``, so a lazy import that dodges a circle at run time still
 counts. The layers, bottom up, are those of docs/architecture.md#the-layout:
-``errors``; ``bridge/``; ``socket_shim/``, ``_detector``, ``_stats``;
-``patches/``; ``_versions``; ``_install``; the face ``motorpatch/__init__``.
+``errors``; ``bridge/``; ``socket_shim/``, ``_detector``, ``_stats``, ``_recorder``;
+``patches/``; ``_versions``, ``audit/``; ``_install``; the face ``motorpatch/__init__``;
+the opt-in pytest plugin ``testing/``.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ LAYERS = {
     "motorpatch.socket_shim": 2,
     "motorpatch._detector": 2,
     "motorpatch._stats": 2,
+    "motorpatch._recorder": 2,
     "motorpatch.patches": 3,
     "motorpatch._versions": 4,
+    "motorpatch.audit": 4,
     "motorpatch._install": 5,
     "motorpatch": 6,
+    "motorpatch.testing": 7,
 }
 
 

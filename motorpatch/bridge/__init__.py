@@ -7,7 +7,8 @@ reused on its own; everything above it (the socket shim, the patches,
 inside, from the bottom up:
 
 - ``_state``: a leaf read by every layer: per-thread counters, the park
-  reasons, the installed flag (written by ``install()``/``uninstall()``).
+  reasons, the installed flag (written by ``install()``/``uninstall()``),
+  the stall hook (set by the audit and ``motorpatch.testing``).
 - ``_fairness``: the time budget green code may spend per loop iteration.
 - ``_greenlets``: green greenlets (the tag, the per-thread pool, the live
   set) and the switch protocol between a greenlet and its driving coroutine.
@@ -20,7 +21,11 @@ inside, from the bottom up:
 from motorpatch.bridge._condition import green_cond_wait, hold, pending_handoffs, unhold
 from motorpatch.bridge._fairness import SLICE_BUDGET
 from motorpatch.bridge._green import await_, green
-from motorpatch.bridge._greenlets import green_loop, unfinished_on_open_loops
+from motorpatch.bridge._greenlets import (
+    abandoned_on_closed_loops,
+    green_loop,
+    unfinished_on_open_loops,
+)
 from motorpatch.bridge._parking import Waker, new_waker, park, park_direct, sleep, yield_now
 from motorpatch.bridge._state import (
     REASONS,
@@ -29,6 +34,7 @@ from motorpatch.bridge._state import (
     counters,
     is_installed,
     set_installed,
+    set_stall_hook,
 )
 
 __all__ = [
@@ -36,6 +42,7 @@ __all__ = [
     "SLICE_BUDGET",
     "Counters",
     "Waker",
+    "abandoned_on_closed_loops",
     "all_counters",
     "await_",
     "counters",
@@ -49,6 +56,7 @@ __all__ = [
     "park_direct",
     "pending_handoffs",
     "set_installed",
+    "set_stall_hook",
     "sleep",
     "unfinished_on_open_loops",
     "unhold",

@@ -28,7 +28,7 @@ import threading
 from asyncio import AbstractEventLoop
 from typing import Any
 
-from motorpatch.bridge._parking import Waker, new_waker, park_direct
+from motorpatch.bridge._parking import Waker, new_waker, park_direct, sleep
 
 __all__ = ["green_cond_wait", "hold", "pending_handoffs", "unhold"]
 
@@ -105,6 +105,32 @@ def pending_handoffs(condition: threading.Condition) -> int:
     return sum(len(w) for loop, w in waiters.items() if not loop.is_closed())
 
 
+_PLAIN_LOCK = type(threading.Lock())
+
+
+def _reacquire(loop: AbstractEventLoop, condition: threading.Condition, saved: object) -> None:
+    """Take the condition's lock back as ``wait()`` does, but without blocking the loop.
+
+    A woken waiter usually finds the lock held by the thread that notified it (a
+    monitor thread in ``notify_all()``): the loop gets its turns until it is free,
+    instead of its thread blocking in ``acquire()`` (which blockbuster rightly
+    reports). An RLock (state to restore), or a loop that no longer runs, takes the
+    plain blocking path.
+    """
+    lock = condition._lock  # type: ignore[attr-defined]
+    if type(lock) is _PLAIN_LOCK and loop.is_running() and not loop.is_closed():
+        tries = 0
+        try:
+            while not lock.acquire(False):
+                tries += 1  # held for microseconds as a rule; past a few turns, back off
+                sleep(loop, 0.001 if tries > 10 else 0, "yield")
+        except BaseException:  # cancelled meanwhile: take it the blocking way, then unwind
+            lock.acquire()
+            raise
+        return
+    condition._acquire_restore(saved)  # type: ignore[attr-defined]
+
+
 def green_cond_wait(
     loop: AbstractEventLoop,
     condition: threading.Condition,
@@ -124,7 +150,7 @@ def green_cond_wait(
             park_direct(waker, reason, timeout)
         finished = True
     finally:
-        condition._acquire_restore(saved)  # type: ignore[attr-defined]
+        _reacquire(loop, condition, saved)
         if not waiter.notified:
             with contextlib.suppress(ValueError):  # timed out: leave the waiter list
                 condition._waiters.remove(waiter)  # type: ignore[attr-defined]

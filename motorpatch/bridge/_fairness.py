@@ -17,6 +17,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
+from motorpatch.bridge import _state
 from motorpatch.bridge._state import Counters, counters
 
 __all__ = ["SLICE_BUDGET", "budget", "new_iteration", "run_slice", "wait_for_next_slice"]
@@ -96,6 +97,8 @@ def run_slice(counted: Counters, resume: Callable[..., Any], *args: Any) -> Any:
         budget.spent += spent
         budget.resumes += 1
         counted.green_seconds += spent
+        if spent > _state.stall_threshold:  # inf unless the audit or a test listens
+            _state.stall_hook(getattr(resume, "__self__", None), spent)
 
 
 async def wait_for_next_slice(loop: AbstractEventLoop) -> None:

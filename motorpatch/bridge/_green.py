@@ -59,6 +59,7 @@ async def _drive(fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str,
     """
     loop = cast(AbstractEventLoop, _running_loop())
     gl = take_greenlet(loop)  # from here the call is in flight (stats(), uninstall())
+    gl.motorpatch_fn = fn  # the audit's call site for a stall that ends with the call
     if budget.spent >= SLICE_BUDGET:  # new calls wait their turn too, not only resumed ones
         gl.motorpatch_parked = "yield"
         try:

@@ -55,6 +55,7 @@ __all__ = [
     "Deferred",
     "GreenGreenlet",
     "Outcome",
+    "abandoned_on_closed_loops",
     "finish",
     "green_loop",
     "recycle",
@@ -74,6 +75,7 @@ class GreenGreenlet(_greenlet):  # type: ignore[misc]
     motorpatch_waker: Callable[[Any], None] | None  # the armed wake-up of a direct park
     motorpatch_handoff: Future[None] | None  # what the driving coroutine awaits meanwhile
     motorpatch_message: Any  # what a wake-up handed to the driving coroutine
+    motorpatch_fn: Callable[..., Any] | None  # the green function of the current call
 
     def __init__(self, run: Callable[..., Any], parent: _greenlet, loop: AbstractEventLoop):
         super().__init__(run, parent)
@@ -83,6 +85,7 @@ class GreenGreenlet(_greenlet):  # type: ignore[misc]
         self.motorpatch_waker = None
         self.motorpatch_handoff = None
         self.motorpatch_message = None
+        self.motorpatch_fn = None
 
 
 def green_loop() -> AbstractEventLoop | None:
@@ -96,6 +99,15 @@ def green_loop() -> AbstractEventLoop | None:
 # Every green greenlet not yet collected, for uninstall()'s check (weak: no leak).
 _live: weakref.WeakSet[GreenGreenlet] = weakref.WeakSet()
 _live_lock = threading.Lock()
+
+
+def abandoned_on_closed_loops() -> list[GreenGreenlet]:
+    """Green calls started and not finished whose loop is closed: parked there for good."""
+    with _live_lock:
+        every = list(_live)
+    return [
+        gl for gl in every if gl.motorpatch_busy and not gl.dead and gl.motorpatch_loop.is_closed()
+    ]
 
 
 def unfinished_on_open_loops() -> list[GreenGreenlet]:
@@ -167,6 +179,7 @@ def take_greenlet(loop: AbstractEventLoop) -> GreenGreenlet:
 def recycle(gl: GreenGreenlet) -> None:
     """Mark ``gl`` idle and put it back in this thread's pool (if alive and there is room)."""
     gl.motorpatch_busy = False
+    gl.motorpatch_fn = None
     if not gl.dead and len(_pool.idle) < _POOL_MAX:
         gl.gr_context = None  # do not keep the caller's context values alive
         _pool.idle.append(gl)

@@ -1,4 +1,4 @@
-"""State every layer reads: per-thread counters, the park reasons, the installed flag.
+"""State every layer reads: counters, park reasons, the installed flag, the stall hook.
 
 A leaf: it imports nothing of motorpatch, so the bridge, the patches, the
 detector and ``stats()`` can all read it without importing each other (the
@@ -11,9 +11,22 @@ updates them without a lock); ``stats()`` sums every thread's.
 
 from __future__ import annotations
 
+import math
 import threading
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["REASONS", "Counters", "all_counters", "counters", "is_installed", "set_installed"]
+__all__ = [
+    "REASONS",
+    "Counters",
+    "all_counters",
+    "counters",
+    "is_installed",
+    "set_installed",
+    "set_stall_hook",
+    "stall_hook",
+    "stall_threshold",
+]
 
 # Why a greenlet is parked: every value ``motorpatch.stats()["parked"]`` reports.
 REASONS = (
@@ -40,7 +53,7 @@ class Counters:
         self.calls = 0  # green calls started
         self.deferrals = 0  # waits for the next loop iteration (fairness budget spent)
         self.green_seconds = 0.0  # time spent running green code
-        self.blocking = 0  # PyMongo calls reported by the blocking-call detector
+        self.blocking = 0  # PyMongo operations reported by the blocking-call detector
 
 
 _all: list[Counters] = []
@@ -77,3 +90,21 @@ def set_installed(flag: bool) -> None:
 def is_installed() -> bool:
     """Whether the patches are applied: between ``install()`` and ``uninstall()``."""
     return _installed
+
+
+def _no_hook(greenlet: Any, seconds: float) -> None:
+    return None
+
+
+# Called by the fairness budget's ``run_slice`` with (the green greenlet, seconds) for every
+# resume that ran longer than ``stall_threshold`` seconds: infinite while nobody listens,
+# so the hot path pays one float comparison. The audit sets both (``set_stall_hook``).
+stall_threshold = math.inf
+stall_hook: Callable[[Any, float], None] = _no_hook
+
+
+def set_stall_hook(hook: Callable[[Any, float], None] | None, threshold: float) -> None:
+    """Call ``hook(greenlet, seconds)`` for green stretches over ``threshold`` s (None: stop)."""
+    global stall_threshold, stall_hook
+    stall_hook = hook if hook is not None else _no_hook
+    stall_threshold = threshold if hook is not None else math.inf

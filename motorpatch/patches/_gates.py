@@ -63,7 +63,11 @@ def gate_loop(*, detect_blocking: bool = False) -> AbstractEventLoop | None:
 
 
 def green_only(
-    green: GreenBranch, *, detect_blocking: bool = False, method: bool = False
+    green: GreenBranch,
+    *,
+    detect_blocking: bool = False,
+    method: bool = False,
+    plain: Wrapper | None = None,
 ) -> Wrapper:
     """A wrapt wrapper: ``green`` in green code, the original elsewhere (see :func:`gate_loop`).
 
@@ -72,6 +76,8 @@ def green_only(
     :param method: the target is a method; when wrapt passes ``instance=None``
         with ``self`` first in ``args`` (a call through the class ``__dict__``),
         ``self`` becomes the instance and ``wrapped`` is bound to it.
+    :param plain: what runs instead of the original outside green code while
+        installed (after the detector); it calls ``wrapped`` itself.
     """
 
     @functools.wraps(green)
@@ -80,6 +86,8 @@ def green_only(
     ) -> Any:
         loop = gate_loop(detect_blocking=detect_blocking)
         if loop is None:
+            if plain is not None and is_installed():
+                return plain(wrapped, instance, args, kwargs)
             return wrapped(*args, **kwargs)
         if method and instance is None and args:
             instance, args = args[0], args[1:]

@@ -15,7 +15,10 @@
   PyMongo then makes are held to it. A connection whose socket is still a
   plain blocking socket (made by start-up code or a plain thread) gets it
   wrapped in a :class:`GreenSocket` before use, so it can never block the
-  loop. Outside green code, the blocking-call detector runs first.
+  loop. Outside green code, the blocking-call detector runs first, and the
+  pool gets a ``checkin`` of its own (an instance attribute, removed by
+  ``uninstall()``) that ends the blocking operation when its connection comes
+  back, for ``stats()`` and the audit; pools never used that way pay nothing.
 - ``_cond_wait`` (4.11+ imported by name from ``pymongo.lock`` and given a
   timeout; 4.9-4.10 pool's own, given a deadline): waits for a pool slot
   (maxPoolSize) and for a connection-establishment slot (maxConnecting) park
@@ -25,6 +28,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from asyncio import AbstractEventLoop
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -33,6 +37,7 @@ from typing import Any
 from pymongo import _csot
 from pymongo.synchronous.pool import PoolState  # type: ignore[attr-defined]  # 4.9-4.20 have it
 
+from motorpatch._recorder import end_blocking, operation_open
 from motorpatch.bridge import green_cond_wait, hold, pending_handoffs, unhold
 from motorpatch.patches._gates import cond_wait_wrapper, green_only
 from motorpatch.patches._registry import Patch
@@ -170,6 +175,42 @@ def _cond_wait_deadline(
     return green_cond_wait(loop, condition, _held_to_checkout_deadline(timeout))
 
 
+_hooked: weakref.WeakSet[Any] = weakref.WeakSet()  # pools given their own checkin
+
+
+def _hook_checkin(pool: Any) -> None:
+    """Give ``pool`` a ``checkin`` that ends this thread's blocking operation, if any."""
+    if pool in _hooked:
+        return
+    original = pool.checkin
+
+    def checkin(conn: Any) -> None:
+        try:
+            original(conn)
+        finally:
+            end_blocking()  # the blocking operation on this thread, if any, is over
+
+    pool.checkin = checkin
+    _hooked.add(pool)
+
+
+def _unhook_checkins() -> None:
+    for pool in list(_hooked):
+        vars(pool).pop("checkin", None)
+    _hooked.clear()
+
+
+def _plain_get_conn(wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw) -> Any:
+    """A checkout outside green code, after the detector: time its operation (if one is open)."""
+    if operation_open():
+        _hook_checkin(instance if instance is not None else args[0])
+    try:
+        return wrapped(*args, **kwargs)
+    except BaseException:
+        end_blocking()  # no connection: the operation ends here
+        raise
+
+
 PATCHES = [
     Patch(
         _MODULE,
@@ -190,8 +231,9 @@ PATCHES = [
     Patch(
         _MODULE,
         "Pool._get_conn",
-        wrapper=green_only(_get_conn, detect_blocking=True, method=True),
+        wrapper=green_only(_get_conn, detect_blocking=True, method=True, plain=_plain_get_conn),
         why="wrap plain sockets before green use; detect blocking calls on the loop",
+        undo=_unhook_checkins,
     ),
     Patch(
         _MODULE,
