@@ -39,15 +39,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cpu", type=int, default=-1, help="pin this process to one CPU")
     p.add_argument("--rate", type=float, default=0.0,
                    help="open loop: offered operations/s spread over the --conc callers")
+    p.add_argument("--pool", type=int, default=100,
+                   help="maxPoolSize (the hand-written client's connection limit too)")
     args = p.parse_args(argv)
     if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     return args
 
 
-def uri(port: int, conc: int) -> str:
-    # maxPoolSize 100 (PyMongo's default) for every client; no retries to keep ops comparable.
-    return f"mongodb://127.0.0.1:{port}/?directConnection=true&maxPoolSize=100"
+def uri(port: int, pool: int = 100) -> str:
+    # maxPoolSize 100 (PyMongo's default) unless a cell says otherwise, the same for every client.
+    return f"mongodb://127.0.0.1:{port}/?directConnection=true&maxPoolSize={pool}"
 
 
 # -- workloads on a sync PyMongo Database (motorpatch, sync, threads, gevent) ----------------------
@@ -196,10 +198,13 @@ def open_loop_sync(op: Any, plan: OpenLoop, spawn: Any, sleep: Any = time.sleep)
 
 
 class Meter:
-    """CPU, wall and memory around the measured phase."""
+    """CPU, wall and memory around the measured phase; each operation's latency in it
+    (``latencies``, seconds) and each caller's operation count (``per_caller``)."""
 
     def __init__(self) -> None:
         self.rss_base = rss_kb()
+        self.latencies: list[float] = []
+        self.per_caller: list[int] = []
 
     def start(self) -> None:
         gc.collect()
@@ -224,8 +229,16 @@ def emit(args: argparse.Namespace, meter: Meter, ops: int, lags: Lags | None, **
         "rss_base_mb": round(meter.rss_base / 1024, 1),
         "rss_peak_mb": round(peak / 1024, 1),
         "rss_per_call_kb": round((peak - meter.rss_base) / args.conc, 1),
+        "pool": args.pool,
         "python": sys.version.split()[0],
     }
+    lat = sorted(meter.latencies)
+    if lat:
+        result["op_p50_ms"] = round(lat[int(0.5 * len(lat))] * 1000, 3)
+        result["op_p99_ms"] = round(lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000, 3)
+    if meter.per_caller:  # a starved caller shows as 0 (or far below the mean)
+        result["caller_ops_min"] = min(meter.per_caller)
+        result["caller_ops_mean"] = round(sum(meter.per_caller) / len(meter.per_caller), 1)
     result.update(lags.stats() if lags else Lags().stats())
     result.update(extra)
     print("RESULT " + json.dumps(result), flush=True)

@@ -41,6 +41,7 @@ OPEN_CALLERS = 1000
 # --frameworks: FastAPI under uvicorn (bench/worker_fastapi.py), 10 ms replies, keep-alive conns
 FASTAPI_KINDS = ["green", "def", "pymongo-async", "motor"]
 FASTAPI_CONNS = (100, 1000)
+POOLS_AT_1000 = (100, 1000)  # maxPoolSize of the c=1000 find_one cells (100 elsewhere)
 PINNED = hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
 
 
@@ -61,10 +62,10 @@ def plan(quick: bool, clients: list[str], frameworks: bool = False) -> list[dict
                 add_fastapi("delay10", kind, conns)
         return cells
 
-    def add(server: str, client: str, workload: str, conc: int) -> None:
+    def add(server: str, client: str, workload: str, conc: int, pool: int = 100) -> None:
         if client in clients and not (client == "sync" and conc != 1):
             cells.append({"mode": "closed", "server": server, "client": client,
-                          "workload": workload, "conc": conc})
+                          "workload": workload, "conc": conc, "pool": pool})
 
     def add_open(client: str, rate: int, conc: int) -> None:
         if client in clients:
@@ -82,6 +83,7 @@ def plan(quick: bool, clients: list[str], frameworks: bool = False) -> list[dict
         add("delay0", "mp-asyncio", "find", 10)
         add("delay0", "mp-asyncio", "insert", 10)
         add("delay10", "mp-asyncio", "find_one", 10)
+        add("delay10", "mp-asyncio", "find_one", 50, pool=50)
         add("nx", "mp-asyncio", "find_one", 1)
         add_open("mp-asyncio", 200, 20)
         add_http("delay0", "mp", 4)
@@ -92,8 +94,10 @@ def plan(quick: bool, clients: list[str], frameworks: bool = False) -> list[dict
             for conc in (1, 10, 100):
                 for client in ALL_CLIENTS:
                     add(server, client, workload, conc)
-    for client in ALL_CLIENTS:
-        add("delay10", client, "find_one", 1000)
+    for server in ("delay0", "delay10"):  # 1,000 callers: queueing for 100, or one each
+        for pool in POOLS_AT_1000:
+            for client in ALL_CLIENTS:
+                add(server, client, "find_one", 1000, pool)
     for conc in (1, 10, 100):
         for client in ALL_CLIENTS:
             add("nx", client, "find_one", conc)
@@ -192,7 +196,8 @@ def run_cell(cell: dict[str, Any], port: int, seconds: float, warmup: float,
     worker = "worker_sync.py" if cell["client"] in SYNC_CLIENTS else "worker_loop.py"
     cmd = [sys.executable, str(HERE / worker), "--client", cell["client"],
            "--workload", cell["workload"], "--conc", str(cell["conc"]), "--port", str(port),
-           "--seconds", str(seconds), "--warmup", str(warmup), "--lag-seconds", str(lag)]
+           "--seconds", str(seconds), "--warmup", str(warmup), "--lag-seconds", str(lag),
+           "--pool", str(cell.get("pool", 100))]
     if cell["mode"] == "open":
         # a caller's period is conc / rate: warm up one whole period so all callers are going
         cmd += ["--rate", str(cell["rate"])]
@@ -231,7 +236,8 @@ def status_line(r: dict[str, Any]) -> str:
     if r["mode"] == "open":
         return (f"{r['achieved_s']:>6.0f}/{r['rate']} ops/s p50 {r['op_p50_ms']} "
                 f"p99 {r['op_p99_ms']} ms lag p99 {r['lag_p99_ms']} ms")
-    return f"{r['ops_s']:>9.0f} ops/s {r['cpu_us_op']:>7} us/op"
+    return (f"{r['ops_s']:>9.0f} ops/s {r['cpu_us_op']:>7} us/op "
+            f"p99 {r.get('op_p99_ms')} ms lag p99 {r.get('lag_p99_ms')} ms")
 
 
 def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -241,7 +247,8 @@ def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return runs[-1]
     out = dict(ok[0])
     for key, value in ok[0].items():
-        if isinstance(value, float | int) and not isinstance(value, bool) and key != "conc":
+        if isinstance(value, float | int) and not isinstance(value, bool) \
+                and key not in {"conc", "pool"}:
             vals = sorted(r[key] for r in ok if isinstance(r.get(key), float | int))
             mid = len(vals) // 2
             out[key] = vals[mid] if len(vals) % 2 else round((vals[mid - 1] + vals[mid]) / 2, 3)
@@ -285,8 +292,10 @@ def main() -> None:
                     continue
                 r = run_cell(cell, ports[cell["server"]], seconds, warmup, lag)
                 runs[i].append(r)
+                pool = cell.get("pool", 100)
                 print(f"[{rep + 1}:{i + 1}/{len(cells)}] {cell['mode']:6} {cell['server']:7} "
-                      f"{cell['workload']:8} c={cell['conc']:<4} {cell['client']:14} "
+                      f"{cell['workload']:8} c={cell['conc']:<4} "
+                      f"{'' if pool == 100 else f'pool={pool} '}{cell['client']:14} "
                       f"{status_line(r)}", flush=True)
     finally:
         for proc, _ in responders.values():

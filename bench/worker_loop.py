@@ -34,14 +34,23 @@ from common import (
 Op = Callable[[], Awaitable[Any]]
 
 
-async def drive(op: Op, conc: int, seconds: float, lags: Lags | None) -> int:
-    """``conc`` callers looping on ``op`` for ``seconds``; returns the operations done."""
+async def drive(op: Op, conc: int, seconds: float, lags: Lags | None,
+                meter: Meter | None = None) -> int:
+    """``conc`` callers looping on ``op`` for ``seconds``; returns the operations done.
+    With ``meter``, records each operation's latency and each caller's count in it."""
     deadline = time.perf_counter() + seconds
+    clock = time.perf_counter
+    record = meter.latencies.append if meter else None
 
     async def caller() -> int:
         n = 0
-        while time.perf_counter() < deadline:
+        t0 = clock()
+        while t0 < deadline:
             await op()
+            t1 = clock()
+            if record:
+                record(t1 - t0)
+            t0 = t1
             n += 1
         return n
 
@@ -52,6 +61,8 @@ async def drive(op: Op, conc: int, seconds: float, lags: Lags | None) -> int:
         if lags and ticker:
             lags.running = False
             await ticker
+    if meter:
+        meter.per_caller = list(counts)
     return sum(counts)
 
 
@@ -64,7 +75,7 @@ def make_client(args: Any) -> tuple[Op, Callable[[], Awaitable[None]], dict[str,
         import motorpatch
 
         motorpatch.install()
-        client: Any = pymongo.MongoClient(uri(args.port, args.conc))
+        client: Any = pymongo.MongoClient(uri(args.port, args.pool))
         db = client.bench
 
         @motorpatch.green
@@ -78,7 +89,7 @@ def make_client(args: Any) -> tuple[Op, Callable[[], Awaitable[None]], dict[str,
     if name == "pymongo-async":
         import pymongo
 
-        client = pymongo.AsyncMongoClient(uri(args.port, args.conc))
+        client = pymongo.AsyncMongoClient(uri(args.port, args.pool))
         db = client.bench
 
         async def close_async() -> None:
@@ -89,7 +100,7 @@ def make_client(args: Any) -> tuple[Op, Callable[[], Awaitable[None]], dict[str,
         import motor
         import motor.motor_asyncio
 
-        client = motor.motor_asyncio.AsyncIOMotorClient(uri(args.port, args.conc))
+        client = motor.motor_asyncio.AsyncIOMotorClient(uri(args.port, args.pool))
         db = client.bench
 
         async def close_motor() -> None:
@@ -99,7 +110,7 @@ def make_client(args: Any) -> tuple[Op, Callable[[], Awaitable[None]], dict[str,
     if name == "raw-asyncio":
         from rawclient import RawClient, raw_op
 
-        raw = RawClient(args.port)
+        raw = RawClient(args.port, max_pool=args.pool)
 
         async def close_raw() -> None:
             raw.close()
@@ -150,7 +161,7 @@ async def cell(args: Any) -> None:
     meter.rss_base = __import__("common").rss_kb()
     await drive(op, args.conc, args.warmup, None)
     meter.start()
-    ops = await drive(op, args.conc, args.seconds, None)
+    ops = await drive(op, args.conc, args.seconds, None, meter)
     meter.stop()
     lags = Lags()
     await drive(op, args.conc, args.lag_seconds, lags)

@@ -37,19 +37,30 @@ from common import (
 )
 
 
-def loop_until(db: Any, workload: str, deadline: float, counts: list[int], i: int) -> None:
+def loop_until(db: Any, workload: str, deadline: float, counts: list[int], i: int, *,
+               latencies: list[float] | None = None) -> None:
     n = 0
-    while time.perf_counter() < deadline:
+    clock = time.perf_counter
+    record = latencies.append if latencies is not None else None
+    t0 = clock()
+    while t0 < deadline:
         sync_op(db, workload)
+        t1 = clock()
+        if record:
+            record(t1 - t0)
+        t0 = t1
         n += 1
     counts[i] = n
 
 
-def run_threads(db: Any, workload: str, conc: int, seconds: float, lags: Lags | None) -> int:
+def run_threads(db: Any, workload: str, conc: int, seconds: float, lags: Lags | None, *,
+                meter: Meter | None = None) -> int:
     counts = [0] * conc
     deadline = time.perf_counter() + seconds
+    lat = meter.latencies if meter else None
     threads = [
-        threading.Thread(target=loop_until, args=(db, workload, deadline, counts, i))
+        threading.Thread(target=loop_until, args=(db, workload, deadline, counts, i),
+                         kwargs={"latencies": lat})
         for i in range(conc)
     ]
     ticker = threading.Thread(target=blocking_ticker, args=(lags,)) if lags else None
@@ -62,20 +73,26 @@ def run_threads(db: Any, workload: str, conc: int, seconds: float, lags: Lags | 
     if lags and ticker:
         lags.running = False
         ticker.join()
+    if meter:
+        meter.per_caller = list(counts)
     return sum(counts)
 
 
-def run_gevent(db: Any, workload: str, conc: int, seconds: float, lags: Lags | None) -> int:
+def run_gevent(db: Any, workload: str, conc: int, seconds: float, lags: Lags | None, *,
+               meter: Meter | None = None) -> int:
     import gevent
 
     counts = [0] * conc
     deadline = time.perf_counter() + seconds
+    lat = meter.latencies if meter else None
     ticker = gevent.spawn(blocking_ticker, lags, gevent.sleep) if lags else None
-    gevent.joinall([gevent.spawn(loop_until, db, workload, deadline, counts, i)
+    gevent.joinall([gevent.spawn(loop_until, db, workload, deadline, counts, i, latencies=lat)
                     for i in range(conc)])
     if lags and ticker:
         lags.running = False
         ticker.join()
+    if meter:
+        meter.per_caller = list(counts)
     return sum(counts)
 
 
@@ -119,7 +136,7 @@ def main() -> None:
     else:
         raise SystemExit(f"unknown client {args.client}")
     meter = Meter()
-    client: Any = pymongo.MongoClient(uri(args.port, args.conc))
+    client: Any = pymongo.MongoClient(uri(args.port, args.pool))
     db = client.bench
     sync_op(db, args.workload)
     if args.rate:
@@ -132,13 +149,14 @@ def main() -> None:
         counts = [0]
         loop_until(db, args.workload, time.perf_counter() + args.warmup, counts, 0)
         meter.start()
-        loop_until(db, args.workload, time.perf_counter() + args.seconds, counts, 0)
+        loop_until(db, args.workload, time.perf_counter() + args.seconds, counts, 0,
+                   latencies=meter.latencies)
         meter.stop()
         emit(args, meter, counts[0], None, **versions)
     else:
         run(db, args.workload, args.conc, args.warmup, None)
         meter.start()
-        ops = run(db, args.workload, args.conc, args.seconds, None)
+        ops = run(db, args.workload, args.conc, args.seconds, None, meter=meter)
         meter.stop()
         lags = Lags()
         run(db, args.workload, args.conc, args.lag_seconds, lags)

@@ -27,7 +27,7 @@ def stats() -> dict[str, Any]:
       ``socket write``, ``connect``, ``tls handshake``, ``dns``, ``pool wait``
       (maxPoolSize/maxConnecting), ``server selection``, ``sleep`` (PyMongo's
       back-off), ``thread join``, ``await_`` (your own awaits) and ``yield``
-      (giving way: to a woken waiter, or to the loop when green code has
+      (giving way to the loop: a zero-length sleep, or green code that has
       spent its time budget for this loop iteration).
     - ``green_calls``: green calls started since the process began.
     - ``blocking_calls``: PyMongo operations (a ``find_one``, one batch of a

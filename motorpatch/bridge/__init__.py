@@ -23,7 +23,7 @@ inside, from the bottom up:
 - ``_decorator``: ``@green``, which chooses between the three paths.
 """
 
-from motorpatch.bridge._condition import green_cond_wait, pending_handoffs
+from motorpatch.bridge._condition import green_cond_wait, hold, pending_handoffs, unhold
 from motorpatch.bridge._decorator import green
 from motorpatch.bridge._fairness import SLICE_BUDGET
 from motorpatch.bridge._fallback import allow_plain
@@ -59,6 +59,7 @@ __all__ = [
     "green_cond_wait",
     "green_iter",
     "green_loop",
+    "hold",
     "is_installed",
     "new_waker",
     "park",
@@ -68,5 +69,6 @@ __all__ = [
     "set_stall_hook",
     "sleep",
     "unfinished_on_open_loops",
+    "unhold",
     "yield_now",
 ]

@@ -26,10 +26,11 @@ from __future__ import annotations
 import contextlib
 import threading
 from asyncio import AbstractEventLoop
+from typing import Any
 
 from motorpatch.bridge._parking import Waker, new_waker, park_direct, sleep
 
-__all__ = ["green_cond_wait", "pending_handoffs"]
+__all__ = ["green_cond_wait", "hold", "pending_handoffs", "unhold"]
 
 
 class _GreenWaiter:
@@ -64,29 +65,44 @@ class _GreenWaiter:
         # notified just before its loop closed never runs: drop those here, under the
         # lock, so what was promised to them is not held back from the others.)
         handoffs = _handoffs(self._condition)
-        if handoffs and handoffs[0]._loop.is_closed():
-            handoffs[:] = [w for w in handoffs if not w._loop.is_closed()]
-        handoffs.append(self)
+        for closed in [loop for loop in handoffs if loop.is_closed()]:
+            del handoffs[closed]
+        handoffs.setdefault(self._loop, []).append(self)
 
 
 _HANDOFFS = "motorpatch_handoffs"
 
 
-def _handoffs(condition: threading.Condition) -> list[_GreenWaiter]:
-    """The green waiters notified on ``condition`` whose greenlets have not run yet."""
-    waiters: list[_GreenWaiter] | None = getattr(condition, _HANDOFFS, None)
+def _handoffs(condition: threading.Condition) -> dict[AbstractEventLoop, list[Any]]:
+    """The green waiters notified on ``condition`` whose greenlets have not run yet, per loop.
+
+    Kept per loop so that counting them costs one ``is_closed()`` per loop, not per
+    waiter: at 1,000 callers hundreds can be pending at once.
+    """
+    waiters: dict[AbstractEventLoop, list[Any]] | None = getattr(condition, _HANDOFFS, None)
     if waiters is None:
-        waiters = []
+        waiters = {}
         setattr(condition, _HANDOFFS, waiters)
     return waiters
 
 
+def _drop(condition: threading.Condition, waiter: Any) -> None:
+    """``waiter``'s greenlet runs now (or gives its hand-off up): no longer pending."""
+    waiters = _handoffs(condition)
+    mine = waiters.get(waiter._loop)
+    if mine is not None:
+        with contextlib.suppress(ValueError):
+            mine.remove(waiter)
+        if not mine:
+            del waiters[waiter._loop]
+
+
 def pending_handoffs(condition: threading.Condition) -> int:
     """Green waiters notified on ``condition`` that have not run yet (on open loops)."""
-    waiters: list[_GreenWaiter] | None = getattr(condition, _HANDOFFS, None)
+    waiters: dict[AbstractEventLoop, list[Any]] | None = getattr(condition, _HANDOFFS, None)
     if not waiters:
         return 0
-    return sum(1 for w in waiters if not w._loop.is_closed())
+    return sum(len(w) for loop, w in waiters.items() if not loop.is_closed())
 
 
 _PLAIN_LOCK = type(threading.Lock())
@@ -139,8 +155,32 @@ def green_cond_wait(
             with contextlib.suppress(ValueError):  # timed out: leave the waiter list
                 condition._waiters.remove(waiter)  # type: ignore[attr-defined]
         else:
-            with contextlib.suppress(ValueError):  # this greenlet runs now: hand-off done
-                _handoffs(condition).remove(waiter)
+            _drop(condition, waiter)  # this greenlet runs now: hand-off done
             if not finished:
                 condition.notify()  # cancelled after being chosen: pass the wake-up on
     return waiter.notified
+
+
+class _Held:
+    """A hand-off kept by a greenlet that runs but has not used it yet (see ``hold``)."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop: AbstractEventLoop) -> None:
+        self._loop = loop
+
+
+def hold(condition: threading.Condition, loop: AbstractEventLoop) -> object:
+    """Count one more hand-off on ``condition`` (its lock held) until ``unhold``.
+
+    For a greenlet that was handed what ``condition`` guards, must wait for
+    something else before it takes it, and must not see it taken meanwhile.
+    """
+    held = _Held(loop)
+    _handoffs(condition).setdefault(loop, []).append(held)
+    return held
+
+
+def unhold(condition: threading.Condition, held: object) -> None:
+    """End ``hold`` (the condition's lock held)."""
+    _drop(condition, held)

@@ -77,10 +77,22 @@ class Waker:
     there the switch happens in a callback of its own, queued with ``call_soon``.
     """
 
-    __slots__ = ("gl",)
+    __slots__ = ("fd", "gl", "write")
 
-    def __init__(self, gl: GreenGreenlet) -> None:
+    def __init__(self, gl: GreenGreenlet, fd: int = -1, write: bool = False) -> None:
         self.gl = gl
+        self.fd = fd  # the descriptor it is registered for (reader, or writer), or -1
+        self.write = write
+
+    def unregister(self) -> None:
+        """Remove its reader (writer) registration, if it still has one."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            loop = self.gl.motorpatch_loop
+            if self.write:
+                loop.remove_writer(fd)
+            else:
+                loop.remove_reader(fd)
 
     def __call__(self, value: Any) -> None:
         gl = self.gl
@@ -102,6 +114,10 @@ class Waker:
             or gl.motorpatch_handoff is None
             or getcurrent() is not gl.parent
         ):
+            # Its descriptor is ready and stays so (level-triggered) until the greenlet
+            # reads: unregister now, or it fires again in every iteration until then
+            # (docs/architecture.md#a-deferred-wake-up-unregisters-its-descriptor).
+            self.unregister()
             _hand_off(gl, Deferred(value))
             return
         try:
@@ -120,9 +136,14 @@ def _hand_off(gl: GreenGreenlet, message: Any) -> None:
         fut.set_result(None)
 
 
-def new_waker() -> Waker:
-    """A new waker for the current (green) greenlet's next :func:`park_direct`."""
-    return Waker(getcurrent())
+def new_waker(fd: int = -1, write: bool = False) -> Waker:
+    """A new waker for the current (green) greenlet's next :func:`park_direct`.
+
+    With ``fd``, the caller registers it as that descriptor's reader (writer, with
+    ``write``) and removes it with :meth:`Waker.unregister`, which does nothing if
+    the waker already did.
+    """
+    return Waker(getcurrent(), fd, write)
 
 
 def park_direct(waker: Waker, reason: str, timeout: float | None = None) -> Any:

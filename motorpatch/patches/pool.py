@@ -4,18 +4,21 @@
   ``pool_shared``) or ``_configured_socket`` (4.9-4.11): in green code,
   connect, resolve and handshake with the green socket shim; elsewhere
   (monitor threads, plain threads, start-up code) the original runs.
-- ``Pool._get_conn``: in green code, a checkout that finds every free slot
-  already promised to a notified green waiter (``pending_handoffs``) joins the
-  back of the pool's wait queue instead of taking one, so no greenlet, not
-  even the one that just checked in, barges past the waiter (FIFO hand-over);
-  it waits with PyMongo's own checkout deadline, and the waits PyMongo then
-  makes are held to it. A connection whose socket is still a plain blocking
-  socket (made by start-up code or a plain thread) gets it wrapped in a
-  :class:`GreenSocket` before use, so it can never block the loop. Outside
-  green code, the blocking-call detector runs first, and the pool gets a
-  ``checkin`` of its own (an instance attribute, removed by ``uninstall()``)
-  that ends the blocking operation when its connection comes back, for
-  ``stats()`` and the audit; pools never used that way pay nothing.
+- ``Pool._get_conn``: in green code, a checkout that finds every free pool
+  slot (maxPoolSize), or every idle connection and connection-set-up slot
+  (maxConnecting), already promised to a notified green waiter
+  (``pending_handoffs``) joins the back of that condition's wait queue
+  instead of taking it, so no greenlet, not even the one that just checked
+  in, barges past the waiter (FIFO hand-over). It parks once per wait and is
+  woken once, by the checkin or finished connection that frees one: no
+  polling. It waits with PyMongo's own checkout deadline, and the waits
+  PyMongo then makes are held to it. A connection whose socket is still a
+  plain blocking socket (made by start-up code or a plain thread) gets it
+  wrapped in a :class:`GreenSocket` before use, so it can never block the
+  loop. Outside green code, the blocking-call detector runs first, and the
+  pool gets a ``checkin`` of its own (an instance attribute, removed by
+  ``uninstall()``) that ends the blocking operation when its connection comes
+  back, for ``stats()`` and the audit; pools never used that way pay nothing.
 - ``_cond_wait`` (4.11+ imported by name from ``pymongo.lock`` and given a
   timeout; 4.9-4.10 pool's own, given a deadline): waits for a pool slot
   (maxPoolSize) and for a connection-establishment slot (maxConnecting) park
@@ -35,7 +38,7 @@ from pymongo import _csot
 from pymongo.synchronous.pool import PoolState  # type: ignore[attr-defined]  # 4.9-4.20 have it
 
 from motorpatch._recorder import end_blocking, operation_open
-from motorpatch.bridge import green_cond_wait, pending_handoffs, yield_now
+from motorpatch.bridge import green_cond_wait, hold, pending_handoffs, unhold
 from motorpatch.patches._gates import cond_wait_wrapper, green_only
 from motorpatch.patches._registry import Patch
 from motorpatch.socket_shim import (
@@ -66,11 +69,7 @@ def _configured_socket(
     return green_configured_socket(*args, **kwargs)
 
 
-# Loop iterations a checkout defers to waiters handed a connection-establishment
-# slot (maxConnecting) at most: a waiter woken on another thread's loop may be slow.
-_MAX_DEFER = 100
-
-# The deadline of a checkout that queued in ``_queue_behind_handoffs``: PyMongo computes
+# The deadline of a checkout that queued in ``_queue_for_checkout``: PyMongo computes
 # its own a moment later, so its waits in the same checkout are held to this one.
 _checkout_deadline: ContextVar[float | None] = ContextVar("motorpatch_checkout_deadline")
 
@@ -79,14 +78,9 @@ def _get_conn(
     loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
 ) -> Any:
     token = None
-    size_cond = instance.size_cond
-    if instance.requests + pending_handoffs(size_cond) >= instance.max_pool_size:
-        token = _checkout_deadline.set(_queue_behind_handoffs(loop, instance))
+    if _no_free_slot(instance) or _no_free_connection(instance):
+        token = _checkout_deadline.set(_queue_for_checkout(loop, instance))
     try:
-        for _ in range(_MAX_DEFER):
-            if not pending_handoffs(instance._max_connecting_cond):
-                break
-            yield_now(loop)
         conn = wrapped(*args, **kwargs)
     finally:
         if token is not None:
@@ -98,8 +92,33 @@ def _get_conn(
     return conn
 
 
-def _queue_behind_handoffs(loop: AbstractEventLoop, pool: Any) -> float | None:
-    """Wait in the pool's queue while every free slot is promised to a woken waiter.
+def _no_free_slot(pool: Any) -> bool:
+    """Every free pool slot (maxPoolSize) is promised to a woken waiter, or there is none."""
+    requests: int = pool.requests + pending_handoffs(pool.size_cond)
+    limit: int = pool.max_pool_size
+    return requests >= limit
+
+
+def _no_free_connection(pool: Any) -> bool:
+    """Every idle connection and free connection-set-up slot (maxConnecting) is promised
+    to a woken waiter, or there is none."""
+    free: int = len(pool.conns) + max(0, pool._max_connecting - pool._pending)
+    return pending_handoffs(pool._max_connecting_cond) >= free
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _queue_for_checkout(loop: AbstractEventLoop, pool: Any) -> float | None:
+    """Wait in the pool's queues until a slot and a connection are free and not promised.
+
+    First for a pool slot (maxPoolSize), then, keeping that slot promised to
+    this greenlet, for an idle connection or a connection-set-up slot
+    (maxConnecting): each a single park on the pool's own condition, woken
+    by the ``notify()`` of a checkin or of a finished connection, in FIFO
+    order with every other waiter. No polling: while nothing is free, nothing
+    runs (docs/architecture.md#a-checkout-waiting-for-maxconnecting-parks-once-instead-of-polling).
 
     Returns the deadline waited with, PyMongo's own (CSOT's, else
     waitQueueTimeoutMS from now, else None; the same in 4.9-4.20). On timeout it
@@ -112,15 +131,30 @@ def _queue_behind_handoffs(loop: AbstractEventLoop, pool: Any) -> float | None:
         deadline = time.monotonic() + pool.opts.wait_queue_timeout
     else:
         deadline = None
-    cond = pool.size_cond
-    with cond:
-        while (
-            pool.state == PoolState.READY
-            and pool.requests + pending_handoffs(cond) >= pool.max_pool_size
-        ):
-            timeout = None if deadline is None else deadline - time.monotonic()
-            if not green_cond_wait(loop, cond, timeout):
-                break
+    size_cond, conn_cond = pool.size_cond, pool._max_connecting_cond
+    held = None
+    finished = False
+    try:
+        with size_cond:
+            while pool.state == PoolState.READY and _no_free_slot(pool):
+                if not green_cond_wait(loop, size_cond, _left(deadline)):
+                    finished = True
+                    return deadline
+            if pool.state != PoolState.READY or not _no_free_connection(pool):
+                finished = True
+                return deadline
+            held = hold(size_cond, loop)  # newcomers queue behind it meanwhile
+        with conn_cond:
+            while pool.state == PoolState.READY and _no_free_connection(pool):
+                if not green_cond_wait(loop, conn_cond, _left(deadline)):
+                    break
+        finished = True
+    finally:
+        if held is not None:
+            with size_cond:
+                unhold(size_cond, held)
+                if not finished and not _no_free_slot(pool):
+                    size_cond.notify()  # cancelled: the slot held for it goes on
     return deadline
 
 

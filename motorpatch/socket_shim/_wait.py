@@ -4,8 +4,10 @@ This is the one place where the socket shim waits. In green code the wait
 registers a one-shot reader/writer callback on the *current* loop (the layer
 Tornado's ``IOLoop.add_handler`` and ``IOStream`` stand on) that switches
 straight back into the parked greenlet; the registration is removed before
-the wait returns, so no loop keeps a claim on the descriptor between
-operations and the same socket can serve another loop or a plain thread next.
+the wait returns (or as soon as a wake-up is deferred by the fairness budget,
+so a ready descriptor is not reported again in every iteration meanwhile), so
+no loop keeps a claim on the descriptor between operations and the same
+socket can serve another loop or a plain thread next.
 Outside green code the wait is a plain blocking ``poll()``, which is what
 CPython's own socket timeouts do.
 """
@@ -28,7 +30,7 @@ def _wait_green(
     loop: AbstractEventLoop, fd: int, write: bool, timeout: float | None, reason: str | None
 ) -> bool:
     # The loop's callback resumes the greenlet itself (no future, no task step).
-    waker = new_waker()
+    waker = new_waker(fd, write)
     if write:
         loop.add_writer(fd, waker, True)
     else:
@@ -38,10 +40,7 @@ def _wait_green(
             reason = "socket write" if write else "socket read"
         return bool(park_direct(waker, reason, timeout))
     finally:
-        if write:
-            loop.remove_writer(fd)
-        else:
-            loop.remove_reader(fd)
+        waker.unregister()  # unless the waker did already (a deferred wake-up)
 
 
 def _wait_blocking(fd: int, write: bool, timeout: float | None) -> bool:

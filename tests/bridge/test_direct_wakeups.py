@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import socket
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -131,8 +132,8 @@ def test_a_spent_wake_up_never_resumes_the_greenlet_again(
     wakers: list[Any] = []
     real_waker = parking.new_waker
 
-    def keep() -> Any:
-        wakers.append(real_waker())
+    def keep(*args: Any) -> Any:
+        wakers.append(real_waker(*args))
         return wakers[-1]
 
     monkeypatch.setattr("motorpatch.socket_shim._wait.new_waker", keep)
@@ -188,7 +189,8 @@ def test_cancelled_as_it_finishes_a_call_raises_cancelled_and_frees_its_greenlet
     async def main() -> tuple[str, Any]:
         holder: list[asyncio.Future[Any]] = []
         holder.append(asyncio.ensure_future(read_one(holder)))
-        await asyncio.sleep(0.01)
+        while motorpatch.stats()["parked"]["socket read"] == 0:  # parked on the empty socket
+            await asyncio.sleep(0)
         b.send(b"x")
         try:
             outcome = repr(await holder[0])
@@ -250,3 +252,59 @@ def test_the_pool_is_bounded_and_a_finished_thread_s_pool_is_freed() -> None:
     assert asyncio.run(burst()) == 3 * greenlets._POOL_MAX
     idle = [g for g in _pooled_greenlets() if not g.motorpatch_busy]
     assert len(idle) == greenlets._POOL_MAX  # this thread keeps a full pool, no more
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "tornado"])
+def test_a_deferred_wake_up_unregisters_its_descriptor(kind: str) -> None:
+    """40 greenlets parked on reads become readable at once; each then runs half the
+    fairness budget, so most wake-ups are deferred to later loop iterations. A deferred
+    greenlet's descriptor stays readable until it reads: were it still registered, every
+    iteration's select() would report it again (and call its spent waker) until its turn,
+    about 400 reports here. Each is reported about once. (asyncio's selector is counted;
+    Tornado runs on it.)"""
+    n = 40
+    pairs = [socket.socketpair() for _ in range(n)]
+    for a, _ in pairs:
+        a.setblocking(False)
+    reported = [0]
+
+    def burn(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    @motorpatch.green
+    def read(a: socket.socket) -> bytes:
+        assert wait_fd(a.fileno(), write=False, timeout=10)
+        burn(motorpatch.bridge.SLICE_BUDGET / 2)
+        return a.recv(1)
+
+    async def main() -> list[bytes]:
+        selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+        real = selector.select
+
+        def counting(timeout: float | None = None) -> Any:
+            ready = real(timeout)
+            reported[0] += len(ready)
+            return ready
+
+        calls = [asyncio.ensure_future(read(a)) for a, _ in pairs]
+        while motorpatch.stats()["parked"]["socket read"] < n:
+            await asyncio.sleep(0.001)
+        selector.select = counting
+        try:
+            for _, b in pairs:
+                b.send(b"x")
+            return await asyncio.gather(*calls)
+        finally:
+            del selector.select
+
+    deferrals = motorpatch.stats()["budget"]["deferrals"]
+    try:
+        assert run_on(kind, main, timeout=30) == [b"x"] * n
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+    assert motorpatch.stats()["budget"]["deferrals"] - deferrals >= n // 2
+    assert reported[0] <= 2 * n, f"{reported[0]} readiness reports for {n} reads"

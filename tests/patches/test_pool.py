@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+import greenlet
 import pytest
 from pymongo import monitoring
 from pymongo.errors import WaitQueueTimeoutError
@@ -391,11 +392,138 @@ def test_a_slot_promised_to_a_waiter_whose_loop_closed_is_not_held_back(one_slot
     loop.close()
     proxy.delay = 0.0
     assert pool.requests == 0 and len(pool.size_cond._waiters) == 0
-    handoffs = getattr(pool.size_cond, "motorpatch_handoffs", [])
-    assert len(handoffs) == 1, "the waiter was not notified before its loop stopped"
+    handoffs = getattr(pool.size_cond, "motorpatch_handoffs", {})  # {loop: [waiter]}
+    assert sum(map(len, handoffs.values())) == 1, "the waiter was not notified before its stop"
     cmap.events.clear()
     assert run_on("asyncio", lambda: asyncio.gather(get(2), get(3)), timeout=30) == [
         "doc-2",
         "doc-3",
     ]
     assert cmap.of(monitoring.ConnectionCheckOutFailedEvent) == []
+
+
+class _ParkCounter:
+    """Counts, per checkout, the times each green greenlet parked and was woken, by reason.
+
+    A greenlet tracer (``greenlet.settrace``, on the loop's thread) sees every switch: a
+    green greenlet switching out with ``motorpatch_parked`` set has parked for that
+    reason; a switch into one that is still marked is its wake-up. CMAP's check-out
+    started/checked-out events (published in the checking-out greenlet) delimit a checkout.
+    """
+
+    def __init__(self) -> None:
+        self.parks: dict[str, int] = {}
+        self.per_checkout: list[tuple[int, int]] = []  # (pool-wait parks, wake-ups)
+        self._open: dict[Any, list[int]] = {}
+        self._previous: Any = None
+
+    def trace(self, event: str, args: Any) -> None:
+        origin, target = args
+        reason = getattr(origin, "motorpatch_parked", None)
+        if reason is not None:
+            self.parks[reason] = self.parks.get(reason, 0) + 1
+            if reason == "pool wait" and origin in self._open:
+                self._open[origin][0] += 1
+        if getattr(target, "motorpatch_parked", None) == "pool wait" and target in self._open:
+            self._open[target][1] += 1
+
+    def started(self, _event: Any) -> None:
+        self._open[greenlet.getcurrent()] = [0, 0]
+
+    def checked_out(self, _event: Any) -> None:
+        counts = self._open.pop(greenlet.getcurrent(), None)
+        if counts is not None:
+            self.per_checkout.append((counts[0], counts[1]))
+
+    def __enter__(self) -> _ParkCounter:
+        self._previous = greenlet.settrace(self.trace)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        greenlet.settrace(self._previous)
+
+
+@pytest.mark.parametrize("max_connecting", [1, 2])
+def test_a_checkout_waiting_for_max_connecting_parks_once_and_never_polls(
+    max_connecting, loop_kind, proxy, *, proxied, recorder, getter
+):
+    """maxPoolSize=1000 (no pool-size wait), 60 callers looping while the pool grows
+    max_connecting connections at a time: connections checked in are handed to woken
+    waiters. A checkout finding every idle connection promised to a woken waiter queues
+    behind them: it parks at most once, is woken once, and never yields to the loop in a
+    loop (which it did, about ten times per operation, before)."""
+    cmap = recorder("pool")
+    pc = proxied(
+        maxPoolSize=1000, maxConnecting=max_connecting, waitQueueTimeoutMS=10000,
+        event_listeners=[cmap],
+    )
+    pool = _pool(pc.database.client)
+    assert pool._max_connecting == max_connecting
+    get = getter(pc)
+    counter = _ParkCounter()
+    cmap.on(monitoring.ConnectionCheckOutStartedEvent, counter.started)
+    cmap.on(monitoring.ConnectionCheckedOutEvent, counter.checked_out)
+    workers, k = 60, 4
+
+    @motorpatch.green
+    def work(w: int) -> list[str]:
+        return [get(w * k + j) for j in range(k)]
+
+    async def main() -> list[list[str]]:
+        proxy.delay = 0.01  # the handshake too: the pool grows slowly
+        with counter:
+            return await asyncio.gather(*[work(w) for w in range(workers)])
+
+    results = run_on(loop_kind, main, timeout=60)
+    assert [tag for r in results for tag in r] == _expected(workers * k)
+    assert len(counter.per_checkout) == workers * k
+    waited = [c for c in counter.per_checkout if c[0]]
+    assert len(waited) >= workers // 4, "the callers never waited for a connection"
+    assert counter.parks.get("yield", 0) == 0, f"the checkout polled the loop: {counter.parks}"
+    assert max(parks for parks, _ in counter.per_checkout) == 1, counter.per_checkout
+    assert max(wakes for _, wakes in counter.per_checkout) == 1, counter.per_checkout
+    assert _busy(pool) == {}
+
+
+def test_a_checkout_cancelled_while_waiting_for_a_connection_passes_its_slot_on(
+    loop_kind, proxy, *, proxied, recorder, getter
+):
+    """maxPoolSize=2, maxConnecting=1, slow replies: `a` makes the pool's first connection;
+    `b` then waits for a connection, holding the pool's second slot meanwhile; `c` waits
+    for a slot. Cancelling `b` hands its slot to `c` at once, so `c` makes the second
+    connection as soon as `a`'s is made, while `a`'s operation still runs; without that
+    hand-on `c` would wait for `a`'s checkin (or, on an idle pool, its wait-queue timeout)."""
+    from motorpatch.bridge import pending_handoffs
+
+    cmap = recorder("pool")
+    pc = proxied(
+        maxPoolSize=2, maxConnecting=1, waitQueueTimeoutMS=10000, event_listeners=[cmap]
+    )
+    pool = _pool(pc.database.client)
+    get = getter(pc)
+
+    async def until(predicate: Any) -> None:
+        while not predicate():
+            await asyncio.sleep(0.001)
+
+    async def main() -> list[str]:
+        proxy.delay = 0.2  # the handshake's replies and the find's
+        a = asyncio.ensure_future(get(0))
+        await until(lambda: pool._pending == 1)
+        b = asyncio.ensure_future(get(1))
+        await until(lambda: len(pool._max_connecting_cond._waiters) == 1)
+        c = asyncio.ensure_future(get(2))
+        await until(lambda: len(pool.size_cond._waiters) == 1)
+        b.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await b
+        return list(await asyncio.gather(a, c))
+
+    assert run_on(loop_kind, main, timeout=30) == ["doc-0", "doc-2"]
+    created = cmap.times(monitoring.ConnectionCreatedEvent)
+    checked_in = cmap.times(monitoring.ConnectionCheckedInEvent)
+    assert len(created) == 2
+    assert created[1] < checked_in[0], "`c` got its slot only at `a`'s checkin"
+    assert _busy(pool) == {}
+    assert pending_handoffs(pool.size_cond) == 0
+    assert pending_handoffs(pool._max_connecting_cond) == 0
