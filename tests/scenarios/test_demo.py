@@ -27,7 +27,7 @@ import tornado.httpserver
 import tornado.netutil
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
-from examples.messages.__main__ import mask_uri
+from examples._cli import mask_uri
 from examples.messages.app import MAX_TEXT, ensure_indexes, make_app, messages_collection
 from tests.support.loops import LagTicker, run_on
 from tests.support.servers import free_port
