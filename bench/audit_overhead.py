@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = r"""
 import asyncio, json, sys, tempfile, time, os
 import pymongo, motorpatch
+from common import drive  # bench/common.py: on PYTHONPATH after the variant's tree
 audit = sys.argv[3] == "on"
 if audit:
     motorpatch.install(audit=os.path.join(tempfile.mkdtemp(), "audit.json"))
@@ -43,19 +44,9 @@ seconds, conc = float(sys.argv[2]), int(sys.argv[4])
 def op():
     return coll.find_one({})
 
-async def run(duration):
-    deadline = time.perf_counter() + duration
-    async def caller():
-        n = 0
-        while time.perf_counter() < deadline:
-            await op()
-            n += 1
-        return n
-    return sum(await asyncio.gather(*(caller() for _ in range(conc))))
-
-asyncio.run(run(0.3))  # warm-up: connections, greenlets
+asyncio.run(drive(op, conc, 0.3))  # warm-up: connections, greenlets
 cpu, wall = time.process_time(), time.perf_counter()
-n = asyncio.run(run(seconds))
+n = asyncio.run(drive(op, conc, seconds))
 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
 print(json.dumps({"ops": n, "cpu_us_per_op": cpu / n * 1e6, "ops_per_s": n / wall}))
 """
@@ -89,7 +80,7 @@ def main() -> None:
     try:
         for _ in range(args.rounds):
             for name, path in variants.items():
-                env = {**os.environ, "PYTHONPATH": path}
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join([path, str(ROOT / "bench")])}
                 out = subprocess.run(
                     [sys.executable, "-c", WORKER, port, str(args.seconds),
                      "on" if name == "on" else "off", str(args.conc)],

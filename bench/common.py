@@ -12,6 +12,7 @@ separate phase of the same load after the measured one, so that the ticker's own
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import os
@@ -42,9 +43,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pool", type=int, default=100,
                    help="maxPoolSize (the hand-written client's connection limit too)")
     args = p.parse_args(argv)
-    if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu})
+    pin_cpu(args.cpu)
     return args
+
+
+def pin_cpu(cpu: int) -> None:
+    """Pin this process to CPU ``cpu``; -1 (or an OS without affinity) leaves it free."""
+    if cpu >= 0 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+
+def parse_worker_args(description: str, kinds: list[str]) -> argparse.Namespace:
+    """An HTTP worker's options: ``--kind`` (one of ``kinds``), the MongoDB ``--port``,
+    ``--cpu`` (the process is pinned here)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--kind", required=True, choices=kinds)
+    p.add_argument("--port", type=int, required=True, help="the MongoDB server's port")
+    p.add_argument("--cpu", type=int, default=-1, help="pin this process to one CPU")
+    args = p.parse_args()
+    pin_cpu(args.cpu)
+    return args
+
+
+async def drive(op: Any, conc: int, seconds: float) -> int:
+    """``conc`` callers await ``op()`` in a loop for ``seconds``; the operations they made."""
+    deadline = time.perf_counter() + seconds
+
+    async def caller() -> int:
+        n = 0
+        while time.perf_counter() < deadline:
+            await op()
+            n += 1
+        return n
+
+    return sum(await asyncio.gather(*(caller() for _ in range(conc))))
 
 
 def uri(port: int, pool: int = 100) -> str:

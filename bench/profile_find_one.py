@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import cProfile
 import json
-import os
 import pstats
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
+
+from common import drive, pin_cpu, uri  # noqa: E402  (bench/ is on the path from here on)
 
 # (bucket, test on (file, function name)); the first bucket that matches takes the function.
 BUCKETS: list[tuple[str, Any]] = [
@@ -106,30 +107,13 @@ def bucket_of(file: str, name: str) -> str:
     return "other (stdlib, builtins)"
 
 
-def _uri(port: int, pool: int) -> str:
-    return f"mongodb://127.0.0.1:{port}/?directConnection=true&maxPoolSize={pool}"
-
-
-async def _drive(op: Any, conc: int, seconds: float) -> int:
-    deadline = time.perf_counter() + seconds
-
-    async def caller() -> int:
-        n = 0
-        while time.perf_counter() < deadline:
-            await op()
-            n += 1
-        return n
-
-    return sum(await asyncio.gather(*(caller() for _ in range(conc))))
-
-
 async def _case(args: argparse.Namespace) -> dict[str, Any]:
     import pymongo
 
     import motorpatch
 
     motorpatch.install()
-    client: Any = pymongo.MongoClient(_uri(args.port, args.pool))
+    client: Any = pymongo.MongoClient(uri(args.port, args.pool))
     coll = client.bench.small
 
     @motorpatch.green
@@ -137,10 +121,10 @@ async def _case(args: argparse.Namespace) -> dict[str, Any]:
         return coll.find_one({})
 
     await find_one()
-    await _drive(find_one, args.conc, args.warmup)  # same shape as bench/run.py's warm-up
+    await drive(find_one, args.conc, args.warmup)  # same shape as bench/run.py's warm-up
     deferrals0 = motorpatch.stats()["budget"]["deferrals"]
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    plain_ops = await _drive(find_one, args.conc, args.seconds)
+    plain_ops = await drive(find_one, args.conc, args.seconds)
     cpu1, wall1 = time.process_time(), time.perf_counter()
     deferrals = (motorpatch.stats()["budget"]["deferrals"] - deferrals0) / max(plain_ops, 1)
     pool = client._topology._servers[next(iter(client._topology._servers))].pool
@@ -155,7 +139,7 @@ async def _case(args: argparse.Namespace) -> dict[str, Any]:
                 "deferrals_per_op": round(deferrals, 3)}
     prof = cProfile.Profile(time.thread_time)  # CPU time of the loop's thread, not waits
     prof.enable()
-    profiled_ops = await _drive(find_one, args.conc, args.seconds)
+    profiled_ops = await drive(find_one, args.conc, args.seconds)
     prof.disable()
     await motorpatch.green(client.close)()
     motorpatch.uninstall()
@@ -189,8 +173,7 @@ async def _case(args: argparse.Namespace) -> dict[str, Any]:
 def child(args: argparse.Namespace) -> None:
     if args.src:
         sys.path.insert(0, str(Path(args.src).resolve()))
-    if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu})
+    pin_cpu(args.cpu)
     if args.loop == "uvloop":
         import uvloop
 

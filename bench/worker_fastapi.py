@@ -19,9 +19,7 @@ on the loop) are plain ``async def`` endpoints, as in bench/worker_http.py.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import socket
 import sys
 import time
@@ -32,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SMALL, Lags, asyncio_ticker, rss_kb, uri
+from common import SMALL, Lags, asyncio_ticker, parse_worker_args, rss_kb, uri
 
 KINDS = ["green", "def", "pymongo-async", "motor"]
 
@@ -113,13 +111,7 @@ def build(kind: str, port: int) -> Any:
 def main() -> None:
     import uvicorn
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--kind", required=True, choices=KINDS)
-    p.add_argument("--port", type=int, required=True, help="the MongoDB server's port")
-    p.add_argument("--cpu", type=int, default=-1, help="pin this process to one CPU")
-    args = p.parse_args()
-    if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu})
+    args = parse_worker_args(__doc__.splitlines()[0], KINDS)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(build(args.kind, args.port), log_level="warning",

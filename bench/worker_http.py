@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tornado.web
-from common import Lags, asyncio_ticker, rss_kb, uri
+from common import Lags, asyncio_ticker, parse_worker_args, rss_kb, uri
 
 KINDS = ["mp", "blocking", "executor", "pymongo-async", "motor"]
 
@@ -152,14 +151,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--kind", required=True, choices=KINDS)
-    p.add_argument("--port", type=int, required=True, help="the MongoDB server's port")
-    p.add_argument("--cpu", type=int, default=-1, help="pin this process to one CPU")
-    args = p.parse_args()
-    if args.cpu >= 0 and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.cpu})
-    asyncio.run(serve(args))
+    asyncio.run(serve(parse_worker_args(__doc__.splitlines()[0], KINDS)))
 
 
 if __name__ == "__main__":

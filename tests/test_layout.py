@@ -3,7 +3,7 @@
 Every ``import`` in ``motorpatch/`` (at module level or inside a function) is
 read with ``ast``, so a lazy import that dodges a circle at run time still
 counts. The layers, bottom up, are those of docs/architecture.md#the-layout:
-``errors``; ``bridge/``; ``socket_shim/``, ``_detector``, ``_stats``, ``_recorder``;
+``errors``; ``bridge/``; ``socket_shim/``, ``_detector``, ``_stats``, ``_recorder``, ``_sites``;
 ``patches/``; ``_versions``, ``audit/``; ``_install``; the face ``motorpatch/__init__``;
 the opt-in pytest plugin ``testing/``.
 """
@@ -30,6 +30,7 @@ LAYERS = {
     "motorpatch._detector": 2,
     "motorpatch._stats": 2,
     "motorpatch._recorder": 2,
+    "motorpatch._sites": 2,
     "motorpatch.patches": 3,
     "motorpatch._versions": 4,
     "motorpatch.audit": 4,

@@ -7,10 +7,7 @@ itself, prints ``check ok`` and exits.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import os
 import sys
 from collections.abc import Sequence
 
@@ -18,8 +15,8 @@ import aiohttp
 from aiohttp import web
 
 import motorpatch
+from examples import _cli
 from examples.aiohttp_board.app import make_app
-from examples.messages.embedded import EmbeddedMongo, EmbeddedMongoError
 
 __all__ = ["main"]
 
@@ -54,27 +51,16 @@ async def _serve(uri: str, host: str, port: int, check: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m examples.aiohttp_board")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
-    parser.add_argument("--port", type=int, default=8891, help="port; 0 picks a free one [8891]")
-    parser.add_argument("--mongodb-uri", default=os.environ.get("MONGODB_URI") or None)
-    parser.add_argument("--check", action="store_true", help="serve one round to itself, exit")
-    args = parser.parse_args(argv)
+    args = _cli.parser(
+        "python -m examples.aiohttp_board",
+        "The message board as an aiohttp service, sync PyMongo made green.",
+        port=8891,
+        check="serve one round to itself, exit",
+    ).parse_args(argv)
     motorpatch.install()  # first, before any PyMongo client exists
-    try:
-        with contextlib.ExitStack() as cleanup:
-            uri = args.mongodb_uri
-            if uri is None:
-                embedded = cleanup.enter_context(EmbeddedMongo())
-                uri = embedded.uri
-                print(f"Started embedded nx-27017 (pid {embedded.pid}) at {uri}", flush=True)
-            asyncio.run(_serve(uri, args.host, args.port, args.check))
-    except EmbeddedMongoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return _cli.run_with_mongodb(
+        args.mongodb_uri, lambda uri, _: asyncio.run(_serve(uri, args.host, args.port, args.check))
+    )
 
 
 if __name__ == "__main__":

@@ -10,11 +10,9 @@ with uvicorn itself (``uvicorn --factory``, see the README), one client per work
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -23,29 +21,10 @@ import aiohttp
 import uvicorn
 
 import motorpatch
+from examples import _cli
 from examples.fastapi_board.app import create_app
-from examples.messages.__main__ import mask_uri
-from examples.messages.embedded import EmbeddedMongo, EmbeddedMongoError
 
 __all__ = ["main"]
-
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.fastapi_board",
-        description="The message board as a FastAPI service, sync PyMongo made green.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
-    parser.add_argument("--port", type=int, default=8890, help="port; 0 picks a free one [8890]")
-    parser.add_argument(
-        "--mongodb-uri",
-        default=os.environ.get("MONGODB_URI") or None,
-        help="MongoDB connection string [$MONGODB_URI; when unset, an embedded nx-27017]",
-    )
-    parser.add_argument(
-        "--check", action="store_true", help="serve one round of requests to itself, then exit"
-    )
-    return parser.parse_args(argv)
 
 
 async def _self_check(base: str) -> None:
@@ -114,26 +93,19 @@ async def _serve(uri: str, host: str, port: int, check: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
+    args = _cli.parser(
+        "python -m examples.fastapi_board",
+        "The message board as a FastAPI service, sync PyMongo made green.",
+        port=8890,
+        check="serve one round of requests to itself, then exit",
+    ).parse_args(argv)
     motorpatch.install()  # first, before any PyMongo client exists
-    uri = args.mongodb_uri
-    try:
-        with contextlib.ExitStack() as cleanup:
-            if uri is None:
-                embedded = cleanup.enter_context(EmbeddedMongo())
-                uri = embedded.uri
-                print(f"Started embedded nx-27017 (pid {embedded.pid}) at {uri}", flush=True)
-            asyncio.run(_serve(uri, args.host, args.port, args.check))
-    except EmbeddedMongoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (OSError, RuntimeError) as exc:
-        where = mask_uri(uri or "")
-        print(f"error: cannot serve or use MongoDB at {where}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return _cli.run_with_mongodb(
+        args.mongodb_uri,
+        lambda uri, _: asyncio.run(_serve(uri, args.host, args.port, args.check)),
+        errors=(OSError, RuntimeError),
+        doing="serve or use MongoDB",
+    )
 
 
 if __name__ == "__main__":

@@ -8,12 +8,9 @@ URL printed on start-up shows the real one.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
-import os
-import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -27,53 +24,11 @@ from pymongo import MongoClient
 from pymongo.errors import ConfigurationError, PyMongoError
 
 import motorpatch
+from examples import _cli
+from examples._cli import mask_uri
 from examples.messages.app import ensure_indexes, make_app, messages_collection
-from examples.messages.embedded import EmbeddedMongo, EmbeddedMongoError
 
-__all__ = ["main", "mask_uri"]
-
-# URI options whose values are secrets (TLS key password, AWS session token...).
-_SECRET_OPTION = re.compile(r"password|secret|token|authmechanismproperties", re.IGNORECASE)
-
-
-def mask_uri(uri: str) -> str:
-    """``uri`` with the password and secret option values replaced by ``***``.
-
-    Everything before the last ``@`` ahead of the options is user
-    information, even where PyMongo would read part of it as a host (a
-    password with an unescaped ``/``): better to hide too much than to print
-    half a password.
-    """
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        return "***" if "@" in uri else uri
-    hosts_and_db, question, options = rest.partition("?")
-    if "@" in hosts_and_db:
-        userinfo, _, hosts_and_db = hosts_and_db.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        hosts_and_db = f"{user}:***@{hosts_and_db}" if colon else f"{userinfo}@{hosts_and_db}"
-    masked_options = []
-    for option in re.split("[&;]", options) if options else []:
-        key, equals, _ = option.partition("=")
-        masked_options.append(f"{key}=***" if equals and _SECRET_OPTION.search(key) else option)
-    return f"{scheme}://{hosts_and_db}{question}{'&'.join(masked_options)}"
-
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.messages",
-        description="The motorpatch message board demo: Tornado + plain PyMongo.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
-    parser.add_argument(
-        "--port", type=int, default=8888, help="port to listen on; 0 picks a free one [8888]"
-    )
-    parser.add_argument(
-        "--mongodb-uri",
-        default=os.environ.get("MONGODB_URI") or None,
-        help="MongoDB connection string [$MONGODB_URI; when unset, an embedded in-memory nx-27017]",
-    )
-    return parser.parse_args(argv)
+__all__ = ["main"]
 
 
 def _exit_on_sigterm() -> None:
@@ -133,40 +88,31 @@ async def _serve(app: tornado.web.Application, host: str, port: int, database: s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
+    args = _cli.parser(
+        "python -m examples.messages",
+        "The motorpatch message board demo: Tornado + plain PyMongo.",
+        port=8888,
+    ).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     motorpatch.install()  # first, before any PyMongo client exists
     _exit_on_sigterm()
-    uri = args.mongodb_uri or "the embedded server"
-    try:
-        with contextlib.ExitStack() as cleanup:
-            if args.mongodb_uri:
-                uri = args.mongodb_uri
-                where = mask_uri(uri)
-            else:
-                embedded = cleanup.enter_context(EmbeddedMongo())
-                uri = embedded.uri
-                where = f"embedded nx-27017 at {uri}, in memory"
-                print(f"Started embedded nx-27017 (pid {embedded.pid}) at {uri}", flush=True)
-            client = _connect(uri)
-            cleanup.callback(client.close)
-            # Start-up code: plain PyMongo before the loop runs. It simply blocks, as
-            # it would without motorpatch; the connection it opens is reused by
-            # green handlers later.
-            collection = messages_collection(client)
-            ensure_indexes(collection)
-            where += f", database {collection.database.name!r}"
-            asyncio.run(_serve(make_app(client), args.host, args.port, where))
-    except EmbeddedMongoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except PyMongoError as exc:
-        print(f"error: cannot use MongoDB at {mask_uri(uri)}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # Ctrl-C during start-up
-        return 130
-    print("Stopped.", flush=True)
-    return 0
+
+    def run(uri: str, cleanup: contextlib.ExitStack[bool | None]) -> None:
+        where = mask_uri(uri) if args.mongodb_uri else f"embedded nx-27017 at {uri}, in memory"
+        client = _connect(uri)
+        cleanup.callback(client.close)
+        # Start-up code: plain PyMongo before the loop runs. It simply blocks, as
+        # it would without motorpatch; the connection it opens is reused by
+        # green handlers later.
+        collection = messages_collection(client)
+        ensure_indexes(collection)
+        where += f", database {collection.database.name!r}"
+        asyncio.run(_serve(make_app(client), args.host, args.port, where))
+
+    code = _cli.run_with_mongodb(args.mongodb_uri, run, errors=(PyMongoError,))
+    if code == 0:
+        print("Stopped.", flush=True)
+    return code
 
 
 if __name__ == "__main__":

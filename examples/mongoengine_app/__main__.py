@@ -9,11 +9,9 @@ starts everything, sends one round of requests to itself over HTTP, prints
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -25,29 +23,10 @@ from pymongo.errors import PyMongoError
 from tornado.httpclient import AsyncHTTPClient
 
 import motorpatch
-from examples.messages.__main__ import mask_uri
-from examples.messages.embedded import EmbeddedMongo, EmbeddedMongoError
+from examples import _cli
 from examples.mongoengine_app.app import disconnect, ensure_indexes, make_app
 
 __all__ = ["main"]
-
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.mongoengine_app",
-        description="A blog API: Tornado + unchanged MongoEngine models, made green by motorpatch.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
-    parser.add_argument("--port", type=int, default=8889, help="port; 0 picks a free one [8889]")
-    parser.add_argument(
-        "--mongodb-uri",
-        default=os.environ.get("MONGODB_URI") or None,
-        help="MongoDB connection string [$MONGODB_URI; when unset, an embedded nx-27017]",
-    )
-    parser.add_argument(
-        "--check", action="store_true", help="serve one round of requests to itself, then exit"
-    )
-    return parser.parse_args(argv)
 
 
 async def _self_check(base: str) -> None:
@@ -95,28 +74,21 @@ async def _serve(app: tornado.web.Application, host: str, port: int, check: bool
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
+    args = _cli.parser(
+        "python -m examples.mongoengine_app",
+        "A blog API: Tornado + unchanged MongoEngine models, made green by motorpatch.",
+        port=8889,
+        check="serve one round of requests to itself, then exit",
+    ).parse_args(argv)
     motorpatch.install()  # first, before any PyMongo client exists
-    uri = args.mongodb_uri
-    try:
-        with contextlib.ExitStack() as cleanup:
-            if uri is None:
-                embedded = cleanup.enter_context(EmbeddedMongo())
-                uri = embedded.uri
-                print(f"Started embedded nx-27017 (pid {embedded.pid}) at {uri}", flush=True)
-            app = make_app(uri, client_options={"serverSelectionTimeoutMS": 10_000})
-            cleanup.callback(disconnect)
-            ensure_indexes()  # start-up code: plain PyMongo (via MongoEngine) before the loop
-            asyncio.run(_serve(app, args.host, args.port, args.check))
-    except EmbeddedMongoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except PyMongoError as exc:
-        print(f"error: cannot use MongoDB at {mask_uri(uri or '')}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+
+    def run(uri: str, cleanup: contextlib.ExitStack[bool | None]) -> None:
+        app = make_app(uri, client_options={"serverSelectionTimeoutMS": 10_000})
+        cleanup.callback(disconnect)
+        ensure_indexes()  # start-up code: plain PyMongo (via MongoEngine) before the loop
+        asyncio.run(_serve(app, args.host, args.port, args.check))
+
+    return _cli.run_with_mongodb(args.mongodb_uri, run, errors=(PyMongoError,))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ from motorpatch._detector import check_blocking
 from motorpatch.bridge import green_cond_wait, green_loop, is_installed, park
 
 __all__ = [
+    "Args",
     "GreenBranch",
+    "Kwargs",
     "Wrapper",
     "cond_wait_wrapper",
     "gate_loop",
@@ -40,12 +42,13 @@ __all__ = [
     "in_thread_pool",
 ]
 
+# The positional and keyword arguments wrapt hands a wrapper (every green branch's last two).
+Args = tuple[Any, ...]
+Kwargs = dict[str, Any]
 # wrapt's wrapper signature: (wrapped, instance, args, kwargs) -> result
-Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
+Wrapper = Callable[[Callable[..., Any], Any, Args, Kwargs], Any]
 # A green branch: the same, with the running loop first.
-GreenBranch = Callable[
-    [AbstractEventLoop, Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any
-]
+GreenBranch = Callable[[AbstractEventLoop, Callable[..., Any], Any, Args, Kwargs], Any]
 
 
 def gate_loop(*, detect_blocking: bool = False) -> AbstractEventLoop | None:
@@ -81,9 +84,7 @@ def green_only(
     """
 
     @functools.wraps(green)
-    def wrapper(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
         loop = gate_loop(detect_blocking=detect_blocking)
         if loop is None:
             if plain is not None and is_installed():
@@ -104,11 +105,7 @@ def in_thread_pool(reason: str, *, method: bool = False) -> Wrapper:
     """
 
     def run_in_pool(
-        loop: AbstractEventLoop,
-        wrapped: Callable[..., Any],
-        instance: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        loop: AbstractEventLoop, wrapped: Callable[..., Any], _: Any, args: Args, kwargs: Kwargs
     ) -> Any:
         call = functools.partial(wrapped, *args, **kwargs)
         return park(loop.run_in_executor(None, call), reason)
@@ -133,11 +130,7 @@ def cond_wait_wrapper(
     """
 
     def park_on_condition(
-        loop: AbstractEventLoop,
-        wrapped: Callable[..., Any],
-        instance: Any,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        loop: AbstractEventLoop, wrapped: Callable[..., Any], _: Any, args: Args, kwargs: Kwargs
     ) -> Any:
         condition, timeout = _condition_timeout(*args, **kwargs)
         if adjust is not None:

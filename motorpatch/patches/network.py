@@ -18,7 +18,7 @@ from typing import Any
 
 from pymongo.errors import _OperationCancelled
 
-from motorpatch.patches._gates import green_only
+from motorpatch.patches._gates import Args, Kwargs, green_only
 from motorpatch.patches._registry import Patch
 from motorpatch.socket_shim import wait_fd
 
@@ -28,11 +28,7 @@ _POLL_TIMEOUT = 0.5  # PyMongo's slice between cancel-context checks
 
 
 def _wait_for_read(
-    loop: AbstractEventLoop,
-    wrapped: Callable[..., Any],
-    instance: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs
 ) -> Any:
     conn, deadline = args
     sock = conn.conn

@@ -39,7 +39,7 @@ from pymongo.synchronous.pool import PoolState  # type: ignore[attr-defined]  # 
 
 from motorpatch._recorder import end_blocking, operation_open
 from motorpatch.bridge import green_cond_wait, hold, pending_handoffs, unhold
-from motorpatch.patches._gates import cond_wait_wrapper, green_only
+from motorpatch.patches._gates import Args, Kwargs, cond_wait_wrapper, green_only
 from motorpatch.patches._registry import Patch
 from motorpatch.socket_shim import (
     HAS_NETWORKING_INTERFACE,
@@ -51,20 +51,18 @@ from motorpatch.socket_shim import (
 __all__ = ["PATCHES"]
 
 # Each wrapper below is a gate's green branch: (loop, wrapped, instance, args, kwargs).
-_Args = tuple[Any, ...]
-_Kw = dict[str, Any]
 
 _MODULE = "pymongo.synchronous.pool"
 
 
 def _configured_socket_interface(
-    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs
 ) -> Any:
     return green_configured_socket_interface(*args, **kwargs)
 
 
 def _configured_socket(
-    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs
 ) -> Any:
     return green_configured_socket(*args, **kwargs)
 
@@ -75,7 +73,7 @@ _checkout_deadline: ContextVar[float | None] = ContextVar("motorpatch_checkout_d
 
 
 def _get_conn(
-    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs
 ) -> Any:
     token = None
     if _no_free_slot(instance) or _no_free_connection(instance):
@@ -167,7 +165,7 @@ def _held_to_checkout_deadline(timeout: float | None) -> float | None:
 
 
 def _cond_wait_deadline(
-    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw
+    loop: AbstractEventLoop, wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs
 ) -> Any:
     """Green branch for PyMongo 4.9-4.10's ``pool._cond_wait(condition, deadline)``."""
     condition, deadline = args
@@ -200,7 +198,7 @@ def _unhook_checkins() -> None:
     _hooked.clear()
 
 
-def _plain_get_conn(wrapped: Callable[..., Any], instance: Any, args: _Args, kwargs: _Kw) -> Any:
+def _plain_get_conn(wrapped: Callable[..., Any], instance: Any, args: Args, kwargs: Kwargs) -> Any:
     """A checkout outside green code, after the detector: time its operation (if one is open)."""
     if operation_open():
         _hook_checkin(instance if instance is not None else args[0])

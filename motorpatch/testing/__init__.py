@@ -5,7 +5,8 @@ Enable it with ``-p motorpatch.testing`` or ``pytest_plugins = ["motorpatch.test
 
 - ``mongodb_uri`` (session): ``MONGODB_URI`` when set, else an embedded
   nx-27017 on a free loopback port; ``mongo_client``: a ``MongoClient`` on it,
-  closed after the test.
+  closed after the test. :class:`EmbeddedServer` is that server, for a test
+  that needs one of its own (a restart, a second server).
 - ``@pytest.mark.green``: run a synchronous test function as green code on a
   running event loop, as your app runs it (``loop="uvloop"``; ``max_loop_ms=N``
   fails the test when the loop stalls longer); motorpatch is installed first.
@@ -31,8 +32,9 @@ import pytest
 import motorpatch
 from motorpatch.testing import _loops
 from motorpatch.testing._responsive import LoopWatch, assert_loop_responsive, watching
+from motorpatch.testing._server import EmbeddedServer
 
-__all__ = ["LoopWatch", "assert_loop_responsive"]
+__all__ = ["EmbeddedServer", "LoopWatch", "assert_loop_responsive"]
 
 _installed_here = False
 
@@ -126,8 +128,6 @@ def mongodb_uri() -> Iterator[str]:
     if os.environ.get("MONGODB_URI"):
         yield os.environ["MONGODB_URI"]
         return
-    from motorpatch.testing._server import EmbeddedServer
-
     server = EmbeddedServer().start()
     try:
         yield server.uri

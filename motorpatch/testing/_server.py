@@ -1,7 +1,8 @@
 """An embedded nx-27017 MongoDB server for tests, on a free loopback port.
 
 nx-27017 comes with ``motorpatch[testing]``; its in-memory database lives as
-long as the process.
+long as the process. The ``mongodb_uri`` fixture starts one per session;
+motorpatch's own test suite starts its servers with the same class.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 __all__ = ["EmbeddedServer"]
 
@@ -36,10 +38,19 @@ def _executable() -> str:
 
 
 class EmbeddedServer:
-    """An nx-27017 process on 127.0.0.1; ``start()`` returns once it accepts connections."""
+    """An nx-27017 process on 127.0.0.1; ``start()`` returns once it accepts connections.
 
-    def __init__(self) -> None:
-        self.port = _free_port()
+    :param port: the port to listen on (a restart on the same port); by
+        default a free one.
+    :param executable: the nx-27017 command; by default the one on ``PATH``
+        or beside this Python.
+
+    ``stop()`` ends the process and removes its log directory.
+    """
+
+    def __init__(self, port: int | None = None, *, executable: str | None = None) -> None:
+        self.port = port or _free_port()
+        self._executable = executable
         self._dir = tempfile.mkdtemp(prefix="motorpatch-testing-")
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -47,9 +58,11 @@ class EmbeddedServer:
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
-    def start(self, timeout: float = 30.0) -> EmbeddedServer:
+    def start(self, timeout: float = 30.0) -> Self:
+        """Start the server; return once it accepts connections, else raise naming why."""
         self._proc = subprocess.Popen(
-            [_executable(), "--db", "memory", "--host", "127.0.0.1", "-p", str(self.port),
+            [self._executable or _executable(),
+             "--db", "memory", "--host", "127.0.0.1", "-p", str(self.port),
              # its own pid file: nx-27017 refuses to start while another one's is live
              "--log-file", os.path.join(self._dir, "nx.log"),
              "--pid-file", os.path.join(self._dir, "nx.pid")],
@@ -72,6 +85,7 @@ class EmbeddedServer:
                 time.sleep(0.05)  # a port we do not control: nothing to wait on but polling
 
     def stop(self) -> None:
+        """Terminate the server (kill it after 2 s: its data is in memory) and remove its files."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:

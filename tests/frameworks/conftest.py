@@ -20,34 +20,31 @@ from tests.support.loops import run_on
 from tests.support.web import AiohttpServer, AsgiServer, Http
 
 T = TypeVar("T")
+S = TypeVar("S", AsgiServer, AiohttpServer)
+
+
+def _serving(kind: Callable[[Any], S]) -> Iterator[Callable[[Any], S]]:
+    """A fixture's body: ``serve(app)`` starts a ``kind`` server; all are stopped after."""
+    servers: list[S] = []
+
+    def serve(app: Any) -> S:
+        server = kind(app).start()
+        servers.append(server)
+        return server
+
+    yield serve
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture
 def serve_asgi() -> Iterator[Callable[[Any], AsgiServer]]:
-    servers: list[AsgiServer] = []
-
-    def serve(app: Any) -> AsgiServer:
-        server = AsgiServer(app).start()
-        servers.append(server)
-        return server
-
-    yield serve
-    for server in servers:
-        server.stop()
+    yield from _serving(AsgiServer)
 
 
 @pytest.fixture
 def serve_aiohttp() -> Iterator[Callable[[Any], AiohttpServer]]:
-    servers: list[AiohttpServer] = []
-
-    def serve(app: Any) -> AiohttpServer:
-        server = AiohttpServer(app).start()
-        servers.append(server)
-        return server
-
-    yield serve
-    for server in servers:
-        server.stop()
+    yield from _serving(AiohttpServer)
 
 
 @pytest.fixture

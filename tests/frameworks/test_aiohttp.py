@@ -115,16 +115,14 @@ def test_handlers_and_middleware_run_green_on_the_loop_and_overlap(
 
     async def test(http: Http) -> tuple[float, list[tuple[int, Any]]]:
         proxy.delay = delay
-        await http.get_many(server.url + "/items/3", n)  # warm: n connections open at once
-        server.reset_lag()
-        return await http.get_many(server.url + "/items/3", n)
+        return await http.get_many_warm(server, server.url + "/items/3", n)
 
     elapsed, results = with_http(test)
     lag = server.lag
     print(
         f"aiohttp: {n} x 2 x {delay * 1000:.0f} ms in {elapsed:.2f}s "
         f"(serial {n * 2 * delay:.0f}s), "
-        f"loop lag p99 {lag.percentile(99) * 1000:.1f} ms, max {lag.max * 1000:.1f} ms"
+        f"{lag.summary()}"
     )
     assert results == [(200, {"i": 3, "tag": "tag-3", "request_id": "none"})] * n
     assert where.threads("handler") == {server.thread_id} and where.all_green("handler")

@@ -40,25 +40,20 @@ def _both_workers_serve_green(app: AppProcess) -> None:
     raise AssertionError(f"only workers {sorted(seen)} answered {10 * BURST} requests")
 
 
-def test_uvicorn_workers(slow: Any) -> None:
-    app = AppProcess(
-        python("-m", "uvicorn", "apps.workers_app:app", "--host", "127.0.0.1",
-               "--port", "{port}", "--workers", "2", "--no-access-log"),
-        env={"MONGODB_URI": slow.uri},
-    )  # fmt: skip
+def _serve_and_check(slow: Any, *argv: str) -> None:
+    """Start ``python *argv`` on the slow proxy, check both workers serve green, stop it."""
+    app = AppProcess(python(*argv), env={"MONGODB_URI": slow.uri})
     try:
         _both_workers_serve_green(app)
     finally:
         app.stop()
+
+
+def test_uvicorn_workers(slow: Any) -> None:
+    _serve_and_check(slow, "-m", "uvicorn", "apps.workers_app:app", "--host", "127.0.0.1",
+                     "--port", "{port}", "--workers", "2", "--no-access-log")  # fmt: skip
 
 
 def test_gunicorn_with_uvicorn_workers(slow: Any) -> None:
-    app = AppProcess(
-        python("-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "2",
-               "-b", "127.0.0.1:{port}", "apps.workers_app:app"),
-        env={"MONGODB_URI": slow.uri},
-    )  # fmt: skip
-    try:
-        _both_workers_serve_green(app)
-    finally:
-        app.stop()
+    _serve_and_check(slow, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "2",
+                     "-b", "127.0.0.1:{port}", "apps.workers_app:app")  # fmt: skip

@@ -23,14 +23,13 @@ from typing import IO, Any, TypeVar
 from urllib.parse import urlencode
 
 import pytest
-import tornado.httpserver
-import tornado.netutil
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
-from examples.messages.__main__ import mask_uri
+from examples._cli import mask_uri
 from examples.messages.app import MAX_TEXT, ensure_indexes, make_app, messages_collection
 from tests.support.loops import LagTicker, run_on
 from tests.support.servers import free_port
+from tests.support.web import tornado_served
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,16 +77,8 @@ def run_board(make_client: Callable[..., Any]) -> Iterator[RunBoard]:
 
         async def main() -> T:
             app = make_app(client, database="motorpatch_test", collection=name, **kw)
-            sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-            server = tornado.httpserver.HTTPServer(app)
-            server.add_sockets(sockets)
-            http = AsyncHTTPClient(force_instance=True, max_clients=64)
-            try:
-                return await test(Board(f"http://127.0.0.1:{sockets[0].getsockname()[1]}", http))
-            finally:
-                http.close()
-                server.stop()
-                await server.close_all_connections()
+            async with tornado_served(app) as (base, http):
+                return await test(Board(base, http))
 
         return run_on("tornado", main)
 

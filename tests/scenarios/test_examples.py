@@ -21,8 +21,6 @@ from typing import Any, TypeVar
 
 import pymongo
 import pytest
-import tornado.httpserver
-import tornado.netutil
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from examples.asyncio_service import repository
@@ -30,6 +28,7 @@ from examples.asyncio_service.__main__ import CATALOGUE, seed
 from examples.asyncio_service.service import RATES, run_service
 from examples.mongoengine_app.app import disconnect, ensure_indexes, make_app
 from tests.support.loops import LagTicker, run_on
+from tests.support.web import tornado_served
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -73,16 +72,8 @@ def run_blog(server_uri: str) -> Iterator[Callable[..., Any]]:
         ensure_indexes()  # start-up code, plain, before the loop (as __main__ does)
 
         async def main() -> T:
-            sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
-            server = tornado.httpserver.HTTPServer(app)
-            server.add_sockets(sockets)
-            http = AsyncHTTPClient(force_instance=True, max_clients=64)
-            try:
-                return await test(Api(f"http://127.0.0.1:{sockets[0].getsockname()[1]}", http))
-            finally:
-                http.close()
-                server.stop()
-                await server.close_all_connections()
+            async with tornado_served(app) as (base, http):
+                return await test(Api(base, http))
 
         return run_on("tornado", main)
 
@@ -246,25 +237,21 @@ def test_service_workers_overlap_on_a_delayed_server(orders_db, make_client, pro
 )
 def test_cli_check_runs_with_the_embedded_server(example: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
-    help_run = subprocess.run(
-        [sys.executable, "-m", f"examples.{example}", "--help"],
-        check=False,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def run_example(flag: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", f"examples.{example}", flag],
+            check=False,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    help_run = run_example("--help", 60)
     assert help_run.returncode == 0 and "--check" in help_run.stdout
-    run = subprocess.run(
-        [sys.executable, "-m", f"examples.{example}", "--check"],
-        check=False,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_example("--check", 120)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
     assert "Started embedded nx-27017" in output and "check ok" in output

@@ -79,3 +79,7 @@ class LagTicker:
             return 0.0
         ordered = sorted(self.lags)
         return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+    def summary(self) -> str:
+        """``loop lag p99 X ms, max Y ms``, for a test's printed measurement."""
+        return f"loop lag p99 {self.percentile(99) * 1000:.1f} ms, max {self.max * 1000:.1f} ms"

@@ -1,4 +1,9 @@
-"""Real servers for the tests: nx-27017 as a subprocess on a free loopback port."""
+"""Real servers for the tests: nx-27017 as a subprocess on a free loopback port.
+
+The server class is the shipped plugin's (``motorpatch.testing.EmbeddedServer``);
+this module adds what only the project's tests need: ``MOTORPATCH_NX``, a
+settable ``proc``, and the port helpers the web-app fixtures share.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from motorpatch.testing import EmbeddedServer
 
 __all__ = ["NxServer", "free_port", "wait_listening"]
 
@@ -56,56 +62,29 @@ def _nx_executable() -> str:
     return found
 
 
-class NxServer:
-    """An nx-27017 process with an in-memory database on a free loopback port."""
+class NxServer(EmbeddedServer):
+    """The shipped plugin's embedded nx-27017, as the project's tests run it.
+
+    Its executable may come from ``MOTORPATCH_NX``; its URI carries no options
+    (PyMongo discovers the standalone server); ``proc`` is the process, which a
+    test may kill or swap for a restarted one's; ``cleanup()`` stops it and
+    removes its files.
+    """
 
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self._dir = tempfile.mkdtemp(prefix="motorpatch-nx-")
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(port, executable=_nx_executable())
 
     @property
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}"
 
-    def start(self) -> NxServer:
-        log = Path(self._dir, "nx.log")
-        self.proc = subprocess.Popen(
-            [
-                _nx_executable(),
-                "--db",
-                "memory",
-                "--host",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "--log-file",
-                str(log),
-                "--pid-file",
-                str(Path(self._dir, "nx.pid")),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            wait_listening(self.port, proc=self.proc)
-        except Exception:
-            self.stop()
-            raise
-        return self
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self._proc
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                # nx-27017 0.8.1 sometimes ignores SIGTERM; its data is in memory anyway.
-                self.proc.wait(2)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+    @proc.setter
+    def proc(self, proc: subprocess.Popen[bytes] | None) -> None:
+        self._proc = proc
 
     def cleanup(self) -> None:
         self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)

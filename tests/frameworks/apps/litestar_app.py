@@ -23,14 +23,4 @@ async def lag() -> dict[str, float]:
     return probe.lag.take()
 
 
-async def start() -> None:
-    probe.open_client()
-    probe.lag.start()
-
-
-async def stop() -> None:
-    probe.lag.stop()
-    probe.close_client()
-
-
-app = Litestar([find, lag], on_startup=[start], on_shutdown=[stop])
+app = Litestar([find, lag], on_startup=[probe.start], on_shutdown=[probe.stop])

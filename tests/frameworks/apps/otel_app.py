@@ -8,8 +8,6 @@ of every span). The green handler ``GET /find?doc_id=N`` does one
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -40,16 +38,7 @@ PymongoInstrumentor().instrument(request_hook=tag_doc_id)
 motorpatch.install()
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    probe.open_client()
-    probe.lag.start()
-    yield
-    probe.lag.stop()
-    probe.close_client()
-
-
-app = FastAPI(lifespan=lifespan)
+app = FastAPI(lifespan=probe.lifespan)
 
 
 @app.get("/find")

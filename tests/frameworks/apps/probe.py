@@ -6,7 +6,8 @@ where it ran: on the main thread (the server's loop thread) or not, in green
 code or not, the pid, and the ``time.monotonic()`` at which it started and
 finished (the tests check that a burst overlapped).
 
-``LagProbe`` ticks every 5 ms on the serving loop and keeps the worst
+``start()`` and ``stop()`` are an app's start-up and shut-down hooks (both,
+as ``lifespan``, for FastAPI). ``LagProbe`` ticks every 5 ms on the serving loop and keeps the worst
 lateness since the last ``take()``: a handler that blocked the loop for the
 length of a query shows up there.
 """
@@ -17,6 +18,8 @@ import asyncio
 import os
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pymongo
@@ -93,3 +96,23 @@ class LagProbe:
 
 
 lag = LagProbe()
+
+
+async def start() -> None:
+    """An app's start-up hook, on the serving loop: the worker's client, then the lag probe."""
+    open_client()  # per worker, after any fork
+    lag.start()
+
+
+async def stop() -> None:
+    """An app's shut-down hook: the lag probe stops, the client closes."""
+    lag.stop()
+    close_client()
+
+
+@asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    """An ASGI lifespan (FastAPI's ``lifespan=``): ``start()``, serve, ``stop()``."""
+    await start()
+    yield
+    await stop()

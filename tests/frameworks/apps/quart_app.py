@@ -11,18 +11,8 @@ from apps import probe
 
 motorpatch.install()
 app = Quart(__name__)
-
-
-@app.before_serving
-async def start() -> None:
-    probe.open_client()
-    probe.lag.start()
-
-
-@app.after_serving
-async def stop() -> None:
-    probe.lag.stop()
-    probe.close_client()
+app.before_serving(probe.start)
+app.after_serving(probe.stop)
 
 
 @app.get("/find")

@@ -47,11 +47,9 @@ Session = async_sessionmaker(engine, expire_on_commit=False)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
-    probe.open_client()
-    probe.lag.start()
+    await probe.start()
     yield
-    probe.lag.stop()
-    probe.close_client()
+    await probe.stop()
     await engine.dispose()
 
 

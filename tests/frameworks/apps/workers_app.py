@@ -8,8 +8,6 @@ client crosses a fork.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -20,16 +18,7 @@ from apps import probe
 motorpatch.install()
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    probe.open_client()  # per worker, after any fork
-    probe.lag.start()
-    yield
-    probe.lag.stop()
-    probe.close_client()
-
-
-app = FastAPI(lifespan=lifespan)
+app = FastAPI(lifespan=probe.lifespan)  # the client is made per worker, after any fork
 
 
 @app.get("/find")
