@@ -82,6 +82,9 @@ def _pytest(mode: str, job: Job, resume: list[str], out: Path, log: Path) -> int
     }
     cmd = [
         sys.executable, "-m", "pytest", "-c", str(job.ini), "--rootdir", str(job.suite),
+        # PyMongo's sync suite under its own ini: the project's pytest-asyncio options are not
+        # there, and pytest-asyncio (installed for the project's tests) is not needed.
+        "-p", "no:asyncio",
         "-p", "compat.plugin", f"--compat-mode={mode}", f"--compat-out={out}",
         f"--compat-timeout={job.timeout:g}", "-q", "--no-header", "-rfE", "--tb=short",
         "--continue-on-collection-errors", *job.targets, *resume, *job.extra,
@@ -152,7 +155,12 @@ def main(argv: list[str]) -> int:
         runs += [run_mode(m, replace(job, targets=diff), f"{m}.recheck{n}")
                  for m in ("plain", "green")]
     (run_dir / "runs.json").write_text(json.dumps(runs, indent=1))
-    return 0
+    broken = [r for r in runs if r["exit"] not in (0, 1)]  # 1: some tests failed, reported
+    for r in broken:
+        print(f"compat: {r['name']}: pytest could not run the suite (exit {r['exit']}): "
+              f"an error before or between tests, not a test result; see {r['log']}",
+              file=sys.stderr, flush=True)
+    return 1 if broken else 0
 
 
 if __name__ == "__main__":
