@@ -7,7 +7,10 @@ from setuptools import find_packages, setup
 setup(
     name="motorpatch",
     version="0.1.0",
-    description="Make synchronous PyMongo code non-blocking inside Tornado and asyncio apps.",
+    description=(
+        "Make synchronous PyMongo code non-blocking inside asyncio apps: "
+        "FastAPI, Starlette, aiohttp, Django, Tornado."
+    ),
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",

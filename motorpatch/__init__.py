@@ -1,4 +1,4 @@
-"""motorpatch: ordinary synchronous PyMongo code, non-blocking on Tornado and asyncio.
+"""motorpatch: ordinary synchronous PyMongo code, non-blocking on an asyncio event loop.
 
 Call :func:`install` once at start-up and decorate handlers and service
 functions with :func:`green`; their unmodified PyMongo calls then park the
